@@ -1,0 +1,161 @@
+"""The one parameter object shared by the UI, the API, X/Y/Z and infotext, and its field table."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from numbers import Real
+from typing import Any, Mapping, Sequence
+
+
+class SagParamError(ValueError):
+    """A SAG setting was refused; the message names the field, the value and what is allowed."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"Self-Attention Guidance: {message}")
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Field:
+    """One SAG setting: where it lives on `SagParams`, how it is shown, and what it accepts."""
+
+    attr: str
+    label: str
+    infotext: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    step: float | None = None
+    hint: str = ""
+
+    @property
+    def is_bool(self) -> bool:
+        return isinstance(self.default, bool)
+
+    def describe_range(self) -> str:
+        if self.is_bool:
+            return "true or false"
+        return f"a number from {self.minimum:g} to {self.maximum:g}"
+
+    def check(self, value: Any) -> Any:
+        """Return `value` as this field's type, or raise SagParamError naming the field."""
+        where = f"{self.attr} ({self.label})"
+        if self.is_bool:
+            if isinstance(value, bool):
+                return value
+            raise SagParamError(self.attr, f"{where} must be true or false; got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, Real):
+            raise SagParamError(self.attr, f"{where} must be {self.describe_range()}; got {value!r}")
+        number = float(value)
+        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
+            raise SagParamError(self.attr, f"{where} must be {self.describe_range()}; got {value!r}")
+        return number
+
+    def parse_text(self, text: str) -> Any:
+        """Read this field from infotext, where every value is a string."""
+        if self.is_bool:
+            lowered = text.strip().lower()
+            if lowered in ("true", "false"):
+                return lowered == "true"
+            raise SagParamError(self.attr, f"{self.infotext} must be True or False; got {text!r}")
+        try:
+            return self.check(float(text))
+        except ValueError as error:
+            if isinstance(error, SagParamError):
+                raise
+            raise SagParamError(self.attr, f"{self.infotext} must be {self.describe_range()}; got {text!r}") from None
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("enabled", "Self-Attention Guidance", "SAG enabled", False,
+          hint="Switch Self-Attention Guidance on: one extra uncond U-Net pass per guided step."),
+    Field("scale", "SAG scale", "SAG scale", 0.75, -2.0, 5.0, 0.05,
+          hint="How hard SAG pushes away from the blurred prediction. 0 switches the effect off; 0.5 to 1 is typical."),
+    Field("blur_sigma", "SAG blur sigma", "SAG blur sigma", 2.0, 0.0, 10.0, 0.1,
+          hint="Gaussian blur strength (in latent pixels) applied where self-attention is concentrated. 1 to 3 is typical."),
+    Field("threshold", "SAG mask threshold", "SAG threshold", 1.0, 0.0, 4.0, 0.05,
+          hint="Tokens receiving more than this multiple of the average self-attention are blurred. 1 means above average."),
+    Field("start", "SAG start", "SAG start", 0.0, 0.0, 1.0, 0.01,
+          hint="Fraction of the sampling pass at which SAG starts guiding."),
+    Field("end", "SAG end", "SAG end", 1.0, 0.0, 1.0, 0.01,
+          hint="Fraction of the sampling pass after which SAG stops guiding."),
+)
+
+FIELDS_BY_ATTR: dict[str, Field] = {f.attr: f for f in FIELDS}
+
+
+@dataclass(frozen=True)
+class SagParams:
+    """Validated SAG settings; building one with a bad value raises SagParamError."""
+
+    enabled: bool = False
+    scale: float = 0.75
+    blur_sigma: float = 2.0
+    threshold: float = 1.0
+    start: float = 0.0
+    end: float = 1.0
+
+    def __post_init__(self) -> None:
+        for field in FIELDS:
+            object.__setattr__(self, field.attr, field.check(getattr(self, field.attr)))
+        if self.start > self.end:
+            raise SagParamError("start", f"start ({self.start:g}) must not be after end ({self.end:g})")
+
+    @property
+    def active(self) -> bool:
+        """Whether sampling needs any SAG work at all (scale 0 is plain CFG)."""
+        return self.enabled and self.scale != 0.0
+
+    def in_window(self, progress: float) -> bool:
+        """Whether a denoiser call at `progress` (step / total steps, 0..1) is guided."""
+        return self.start <= progress and (progress < self.end or self.end >= 1.0)
+
+    def replace(self, **changes: Any) -> "SagParams":
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_args(cls, args: Sequence[Any]) -> "SagParams":
+        """From script args: the positional list in UI order, or one dict of named fields."""
+        if len(args) == 1 and isinstance(args[0], Mapping):
+            return cls.from_mapping(args[0])
+        if len(args) > len(FIELDS):
+            raise SagParamError(
+                "args", f"got {len(args)} positional values; at most {len(FIELDS)} are accepted "
+                f"({', '.join(f.attr for f in FIELDS)})")
+        return cls(**{field.attr: value for field, value in zip(FIELDS, args)})
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "SagParams":
+        """From named fields; missing ones take their defaults, unknown ones are refused."""
+        unknown = [key for key in values if key not in FIELDS_BY_ATTR]
+        if unknown:
+            raise SagParamError(
+                str(unknown[0]), f"unknown field {unknown[0]!r}; known fields are {', '.join(FIELDS_BY_ATTR)}")
+        return cls(**dict(values))
+
+    @classmethod
+    def from_infotext(cls, infotext: Mapping[str, str]) -> "SagParams":
+        """From parsed infotext: enabled when the scale key is present, else the defaults (off)."""
+        scale_key = FIELDS_BY_ATTR["scale"].infotext
+        if scale_key not in infotext:
+            return cls()
+        values = {f.attr: f.parse_text(str(infotext[f.infotext])) for f in FIELDS if f.infotext in infotext}
+        values["enabled"] = True
+        return cls(**values)
+
+    def as_args(self) -> list[Any]:
+        """The positional list in UI order (the inverse of from_args)."""
+        return [getattr(self, f.attr) for f in FIELDS]
+
+    def infotext(self) -> dict[str, Any]:
+        """Infotext entries: none when off; scale always (it marks SAG as on); others when not default."""
+        if not self.enabled:
+            return {}
+        entries: dict[str, Any] = {}
+        for field in FIELDS[1:]:
+            value = getattr(self, field.attr)
+            if field.attr == "scale" or value != field.default:
+                entries[field.infotext] = value
+        return entries

@@ -1,0 +1,74 @@
+"""Loads the extension into the test host the way the webui does, and runs jobs through it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+
+from modules import processing, script_callbacks, scripts, shared
+from modules.prompt_parser import MulticondBatch
+
+SCRIPT_PATH = Path(__file__).resolve().parents[2] / "scripts" / "self_attention_guidance.py"
+
+
+@dataclass
+class Extension:
+    module: Any
+    txt2img: scripts.ScriptRunner
+    img2img: scripts.ScriptRunner
+
+    @property
+    def script(self) -> Any:
+        return self.txt2img.alwayson_scripts[0]
+
+
+def load_extension() -> Extension:
+    """Execute the script file as the webui's loader does, then build both tabs' UI with gradio."""
+    script_callbacks.clear_callbacks()
+    scripts.scripts_data.clear()
+    module = scripts.load_extension_script(str(SCRIPT_PATH))
+    runners = []
+    for is_img2img in (False, True):
+        runner = scripts.ScriptRunner(is_img2img)
+        for data in scripts.scripts_data:
+            runner.add(data.script_class)
+        with gr.Blocks():
+            runner.create_ui()
+        runners.append(runner)
+    return Extension(module, *runners)
+
+
+def conds(batch: int = 1, *, tokens: int = 77, uncond_tokens: int | None = None, and_prompts: int = 1,
+          dim: int = 32, seed: int = 7) -> tuple[MulticondBatch, torch.Tensor]:
+    """Random text conditionings: `and_prompts` sub-prompts per image with equal weights."""
+    generator = torch.Generator().manual_seed(seed)
+    tensor = torch.randn(batch * and_prompts, tokens, dim, generator=generator)
+    conds_list = [[(i * and_prompts + j, 1.0 / and_prompts) for j in range(and_prompts)] for i in range(batch)]
+    uncond = torch.randn(batch, uncond_tokens or tokens, dim, generator=generator)
+    return MulticondBatch(conds_list, tensor), uncond
+
+
+def sag_args(runner: scripts.ScriptRunner, *values: Any) -> list:
+    """The job's flat script_args with the SAG script's slice set to `values` (defaults elsewhere)."""
+    args = runner.default_args()
+    script = runner.alwayson_scripts[0]
+    args[script.args_from:script.args_from + len(values)] = list(values)
+    return args
+
+
+def run_job(runner: scripts.ScriptRunner, sag: tuple = (False,), batch: int = 1, cond_kwargs: dict | None = None,
+            **p_fields: Any) -> processing.Processed:
+    cond, uncond = conds(batch, **(cond_kwargs or {}))
+    p = processing.StableDiffusionProcessing(cond=cond, uncond=uncond, batch_size=batch, **p_fields)
+    p.scripts = runner
+    p.script_args = tuple(sag_args(runner, *sag))
+    return processing.process_images(p)
+
+
+def reset_host_state() -> None:
+    shared.opts = shared.default_opts()
+    shared.state = shared.State()

@@ -1,0 +1,136 @@
+"""Follows modules/processing.py (v1.10.1): the order in which one job calls scripts and samplers.
+
+txt2img: process -> per batch: process_batch -> sample (sampler, process_before_every_sampling,
+sampling, then an optional hires-like second pass with a new sampler at another size) ->
+postprocess_batch -> infotext -> postprocess. img2img/inpainting: the init latent, `mask`/`nmask`
+and the image conditioning go to `sample_img2img`. Prompts are already conditionings, there is no
+VAE (outputs are latents), and the hires upscale is a latent resize.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from modules import sd_samplers_kdiffusion, sd_samplers_timesteps, shared
+
+
+def create_sampler(name, sd_model):
+    if name in sd_samplers_kdiffusion.SAMPLERS:
+        return sd_samplers_kdiffusion.KDiffusionSampler(name, sd_model)
+    if name == "DDIM":
+        return sd_samplers_timesteps.CompVisSampler(name, sd_model)
+    raise ValueError(f"unknown sampler {name}")
+
+
+@dataclass
+class Processed:
+    images: torch.Tensor
+    infotexts: list
+
+
+@dataclass
+class StableDiffusionProcessing:
+    cond: Any = None
+    uncond: Any = None
+    sampler_name: str = "Euler a"
+    steps: int = 8
+    cfg_scale: float = 7.0
+    width: int = 256
+    height: int = 256
+    batch_size: int = 1
+    n_iter: int = 1
+    seed: int = 1
+    s_min_uncond: float = 0.0
+    scripts: Any = None
+    script_args: Any = ()
+    extra_generation_params: dict = field(default_factory=dict)
+    enable_hr: bool = False
+    hr_scale: float = 1.5
+    hr_sampler_name: str | None = None
+    hr_second_pass_steps: int = 0
+    denoising_strength: float = 0.6
+    init_latent: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
+    nmask: torch.Tensor | None = None
+    image_conditioning: torch.Tensor | None = None
+    is_hr_pass: bool = False
+    sampler: Any = None
+    iteration: int = 0
+
+    @property
+    def sd_model(self):
+        return shared.sd_model
+
+    def noise(self, shape, offset=0):
+        generator = torch.Generator().manual_seed(self.seed + 1000 * self.iteration + offset)
+        return torch.randn(shape, generator=generator)
+
+    def txt2img_image_conditioning(self, x):
+        return x.new_zeros(x.shape[0], 5, 1, 1)
+
+    def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        if self.init_latent is not None:
+            return self.sample_img2img(conditioning, unconditional_conditioning)
+        self.sampler = create_sampler(self.sampler_name, self.sd_model)
+        x = self.noise((self.batch_size, 4, self.height // 8, self.width // 8))
+        self.scripts.process_before_every_sampling(self, x=x, noise=x, c=conditioning, uc=unconditional_conditioning)
+        samples = self.sampler.sample(self, x, conditioning, unconditional_conditioning,
+                                      image_conditioning=self.txt2img_image_conditioning(x))
+        if not self.enable_hr or shared.state.interrupted:
+            return samples
+        return self.sample_hr_pass(samples, conditioning, unconditional_conditioning)
+
+    def sample_hr_pass(self, samples, conditioning, unconditional_conditioning):
+        self.is_hr_pass = True
+        size = (int(samples.shape[2] * self.hr_scale), int(samples.shape[3] * self.hr_scale))
+        samples = F.interpolate(samples, size=size, mode="bilinear")
+        self.sampler = create_sampler(self.hr_sampler_name or self.sampler_name, self.sd_model)
+        noise = self.noise(samples.shape, offset=1)
+        self.scripts.before_hr(self)
+        self.scripts.process_before_every_sampling(self, x=samples, noise=noise, c=conditioning,
+                                                   uc=unconditional_conditioning)
+        samples = self.sampler.sample_img2img(self, samples, noise, conditioning, unconditional_conditioning,
+                                              steps=self.hr_second_pass_steps or self.steps,
+                                              image_conditioning=self.txt2img_image_conditioning(samples))
+        self.is_hr_pass = False
+        return samples
+
+    def sample_img2img(self, conditioning, unconditional_conditioning):
+        self.sampler = create_sampler(self.sampler_name, self.sd_model)
+        x = self.init_latent
+        noise = self.noise(x.shape)
+        image_conditioning = self.image_conditioning
+        if image_conditioning is None:
+            image_conditioning = self.txt2img_image_conditioning(x)
+        self.scripts.process_before_every_sampling(self, x=x, noise=noise, c=conditioning, uc=unconditional_conditioning)
+        samples = self.sampler.sample_img2img(self, x, noise, conditioning, unconditional_conditioning,
+                                              image_conditioning=image_conditioning)
+        if self.mask is not None:
+            samples = samples * self.nmask + self.init_latent * self.mask
+        return samples
+
+
+def create_infotext(p):
+    return ", ".join(f"{key}: {value}" for key, value in p.extra_generation_params.items() if value is not None)
+
+
+def process_images(p):
+    p.scripts.before_process(p)
+    p.scripts.process(p)
+    images, infotexts = [], []
+    with torch.no_grad():
+        for n in range(p.n_iter):
+            if shared.state.interrupted:
+                break
+            p.iteration = n
+            p.scripts.process_batch(p, batch_number=n, prompts=[], seeds=[], subseeds=[])
+            samples = p.sample(conditioning=p.cond, unconditional_conditioning=p.uncond, seeds=[], subseeds=[],
+                               subseed_strength=0.0, prompts=[])
+            p.scripts.postprocess_batch(p, samples, batch_number=n)
+            images.append(samples)
+            infotexts.extend(create_infotext(p) for _ in range(samples.shape[0]))
+    processed = Processed(torch.cat(images), infotexts)
+    p.scripts.postprocess(p, processed)
+    return processed
