@@ -47,8 +47,8 @@ def gaussian_blur_2d(img: torch.Tensor, sigma: float, kernel_size: int | None = 
     return _blur_axis(_blur_axis(img, size, sigma, axis=2), size, sigma, axis=3)
 
 
-def degrade_x0(x0: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
+def degrade_x0(x0: torch.Tensor, mask: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
     """x0 blurred where `mask` is 1 and kept where it is 0 (the SAG paper's selective blur)."""
-    blurred = gaussian_blur_2d(x0, sigma)
+    blurred = gaussian_blur_2d(x0, sigma, kernel_size)
     mask = mask.to(x0.dtype)
     return blurred * mask + x0 * (1 - mask)

@@ -48,7 +48,7 @@ class EpsSpace:
 
     def renoise(self, x0: torch.Tensor, x: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """x0 noised to timestep t with the predicted eps: sqrt(a) x0 + sqrt(1 - a) eps."""
-        a = self.alpha(t).to(x.dtype)
+        a = self.alpha(t).to(x0.dtype)
         return a.sqrt() * x0 + (1 - a).sqrt() * out
 
     def target(self, x0: torch.Tensor, out: torch.Tensor) -> torch.Tensor:

@@ -55,8 +55,9 @@ def conds(batch: int = 1, *, tokens: int = 77, uncond_tokens: int | None = None,
 def sag_args(runner: scripts.ScriptRunner, *values: Any) -> list:
     """The job's flat script_args with the SAG script's slice set to `values` (defaults elsewhere)."""
     args = runner.default_args()
-    script = runner.alwayson_scripts[0]
-    args[script.args_from:script.args_from + len(values)] = list(values)
+    if runner.alwayson_scripts:
+        script = runner.alwayson_scripts[0]
+        args[script.args_from:script.args_from + len(values)] = list(values)
     return args
 
 

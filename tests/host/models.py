@@ -31,12 +31,17 @@ def rerandomise(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def tiny_unet(*, heads: int = 8, model_channels: int = 32, in_channels: int = 4, context_dim: int = 32,
-              seed: int = 0) -> UNetModel:
-    """An SD-shaped U-Net: three downsamples (middle grid = latent / 8), attention in the deep levels."""
+def tiny_unet(*, heads: int = 8, in_channels: int = 4, context_dim: int = 32, seed: int = 0) -> UNetModel:
+    """An SD-shaped U-Net: three downsamples (middle grid = latent / 8), attention in the deep levels.
+
+    The middle block has 128 channels for 8 heads (SD1-like) and 160 for 20 heads (SD2-like), so that
+    its width suits both the head count and GroupNorm's 32 groups.
+    """
+    model_channels = 32
+    middle_mult = 5 if heads % 5 == 0 else 4
     unet = UNetModel(
         image_size=32, in_channels=in_channels, out_channels=4, model_channels=model_channels,
-        num_res_blocks=1, attention_resolutions=[4, 8], channel_mult=(1, 2, 2, 4), num_heads=heads,
+        num_res_blocks=1, attention_resolutions=[4, 8], channel_mult=(1, 2, 2, middle_mult), num_heads=heads,
         use_spatial_transformer=True, transformer_depth=1, context_dim=context_dim, legacy=False,
     )
     return rerandomise(unet, seed).eval()

@@ -4,7 +4,8 @@ txt2img: process -> per batch: process_batch -> sample (sampler, process_before_
 sampling, then an optional hires-like second pass with a new sampler at another size) ->
 postprocess_batch -> infotext -> postprocess. img2img/inpainting: the init latent, `mask`/`nmask`
 and the image conditioning go to `sample_img2img`. Prompts are already conditionings, there is no
-VAE (outputs are latents), and the hires upscale is a latent resize.
+VAE (outputs are latents), the hires upscale is a latent resize, and the samplers' own noise is
+seeded from `p.seed` (the webui's `TorchHijack(p)` does the same with its seeds).
 """
 
 from dataclasses import dataclass, field
@@ -71,6 +72,7 @@ class StableDiffusionProcessing:
         return x.new_zeros(x.shape[0], 5, 1, 1)
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
+        torch.manual_seed(self.seed + 1000 * self.iteration)  # the webui's TorchHijack(p) makes sampler noise seeded
         if self.init_latent is not None:
             return self.sample_img2img(conditioning, unconditional_conditioning)
         self.sampler = create_sampler(self.sampler_name, self.sd_model)

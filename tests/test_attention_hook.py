@@ -1,0 +1,127 @@
+"""The middle-block attention hook on the real ldm U-Net and CrossAttention classes."""
+
+import pytest
+import torch
+from einops import rearrange
+
+from models import tiny_unet
+from modules import sd_hijack_unet
+from sag_core.attention_hook import MiddleAttentionHook, SaliencyRecorder, find_middle_self_attention
+from sag_core.saliency import saliency_from_probs
+
+
+@pytest.fixture(autouse=True, scope="module")
+def webui_unet_patches():
+    sd_hijack_unet.apply_optimizations()
+
+
+def ldm_probs(attention, x):
+    """ldm CrossAttention's own probabilities, computed the way its original forward does."""
+    q = rearrange(attention.to_q(x), "b n (h d) -> (b h) n d", h=attention.heads)
+    k = rearrange(attention.to_k(x), "b n (h d) -> (b h) n d", h=attention.heads)
+    return (torch.einsum("b i d, b j d -> b i j", q, k) * attention.scale).softmax(-1)
+
+
+def forward(unet, x, context):
+    return unet(x, torch.full((x.shape[0],), 500.0), context=context)
+
+
+@pytest.mark.parametrize("heads", [8, 20])
+def test_finds_the_first_middle_self_attention_with_its_heads(heads):
+    unet = tiny_unet(heads=heads)
+    transformer, attention = find_middle_self_attention(unet)
+    assert transformer is unet.middle_block[1]
+    assert attention is unet.middle_block[1].transformer_blocks[0].attn1
+    assert attention.heads == heads
+
+
+def test_a_unet_without_middle_attention_is_refused_clearly():
+    unet = tiny_unet()
+    del unet.middle_block[1]
+    with pytest.raises(LookupError, match="no self-attention in its middle block"):
+        find_middle_self_attention(unet)
+
+
+@pytest.mark.parametrize("latent,grid", [((32, 32), (4, 4)), ((25, 33), (4, 5)), ((9, 17), (2, 3))])
+def test_grid_is_measured_at_the_hook_with_ceil_and_saliency_matches_ldm(latent, grid):
+    unet = tiny_unet()
+    _, attention = find_middle_self_attention(unet)
+    recorder = SaliencyRecorder()
+    seen = {}
+    attention.register_forward_hook(lambda m, args, out: seen.setdefault("x", args[0]))
+    x = torch.randn(3, 4, *latent)
+    context = torch.randn(3, 77, 32)
+    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+        recorder.begin(total_rows=3, uncond_rows=2)
+        forward(unet, x, context)
+        saliency, measured = recorder.finish()
+    assert measured == grid
+    assert saliency.shape == (2, grid[0] * grid[1])
+    with torch.no_grad():
+        expected = saliency_from_probs(ldm_probs(attention, seen["x"][1:]), attention.heads)
+    torch.testing.assert_close(saliency, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_hook_leaves_the_unet_output_unchanged():
+    unet = tiny_unet()
+    x, context = torch.randn(2, 4, 16, 24), torch.randn(2, 77, 32)
+    with torch.no_grad():
+        plain = forward(unet, x, context)
+        recorder = SaliencyRecorder()
+        with MiddleAttentionHook(unet, recorder):
+            recorder.begin(2, 1)
+            hooked = forward(unet, x, context)
+    assert torch.equal(plain, hooked)
+    assert plain.abs().max() > 0
+
+
+def test_uncond_rows_are_found_across_sliced_calls():
+    """batch_cond_uncond off: rows arrive in slices; the uncond rows (last 2 of 5) straddle two calls."""
+    unet = tiny_unet()
+    x, context = torch.randn(5, 4, 16, 16), torch.randn(5, 77, 32)
+    recorder = SaliencyRecorder()
+    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+        recorder.begin(5, 2)
+        forward(unet, x, context)
+        whole, _ = recorder.finish()
+        recorder.begin(5, 2)
+        for a in range(0, 5, 2):
+            forward(unet, x[a:a + 2], context[a:a + 2])
+        sliced, _ = recorder.finish()
+    torch.testing.assert_close(sliced, whole, atol=1e-5, rtol=1e-5)
+
+
+def test_a_step_whose_uncond_rows_never_ran_records_nothing():
+    unet = tiny_unet()
+    recorder = SaliencyRecorder()
+    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+        recorder.begin(4, 2)
+        forward(unet, torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32))
+        assert recorder.finish() is None
+
+
+def test_hook_is_removed_when_the_forward_raises():
+    unet = tiny_unet()
+    transformer, attention = find_middle_self_attention(unet)
+
+    def explode(module, args):
+        raise RuntimeError("boom")
+
+    unet.output_blocks[0].register_forward_pre_hook(explode)
+    with pytest.raises(RuntimeError, match="boom"):
+        with torch.no_grad(), MiddleAttentionHook(unet, SaliencyRecorder()) as hook:
+            assert hook.installed and len(attention._forward_pre_hooks) == 1
+            forward(unet, torch.randn(1, 4, 16, 16), torch.randn(1, 77, 32))
+    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+
+
+def test_remove_is_idempotent_and_install_does_not_stack():
+    unet = tiny_unet()
+    _, attention = find_middle_self_attention(unet)
+    hook = MiddleAttentionHook(unet, SaliencyRecorder())
+    hook.install()
+    hook.install()
+    assert len(attention._forward_pre_hooks) == 1
+    hook.remove()
+    hook.remove()
+    assert not attention._forward_pre_hooks
