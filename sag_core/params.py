@@ -85,6 +85,9 @@ FIELDS: tuple[Field, ...] = (
 
 FIELDS_BY_ATTR: dict[str, Field] = {f.attr: f for f in FIELDS}
 
+OVERRIDES_ATTR = "sag_overrides"
+"""Attribute of a job object carrying per-job overrides {attr: value}, as X/Y/Z cells set them."""
+
 
 @dataclass(frozen=True)
 class SagParams:
@@ -115,10 +118,25 @@ class SagParams:
     def replace(self, **changes: Any) -> "SagParams":
         return dataclasses.replace(self, **changes)
 
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> "SagParams":
+        """These settings with per-job overrides applied; any override also switches SAG on."""
+        if not overrides:
+            return self
+        return self.replace(enabled=True, **dict(overrides))
+
     @classmethod
     def from_args(cls, args: Sequence[Any]) -> "SagParams":
-        """From script args: the positional list in UI order, or one dict of named fields."""
-        if len(args) == 1 and isinstance(args[0], Mapping):
+        """From script args: the positional list in UI order, or one dict of named fields.
+
+        The webui's API pads `args` with the UI defaults up to the script's length, so a dict may be
+        followed by default values; anything else after it is refused.
+        """
+        if args and isinstance(args[0], Mapping):
+            extra = [value for value, field in zip(args[1:], FIELDS[1:]) if value != field.default]
+            if extra or len(args) > len(FIELDS):
+                raise SagParamError(
+                    "args", "args: named fields given as a dict must be the only value in args; "
+                    f"got {len(args) - 1} more value(s) after it")
             return cls.from_mapping(args[0])
         if len(args) > len(FIELDS):
             raise SagParamError(

@@ -15,7 +15,7 @@ import gradio as gr
 from modules import script_callbacks, scripts, shared
 from modules.ui_components import InputAccordion
 from sag_core.attention_hook import find_middle_self_attention
-from sag_core.params import FIELDS, FIELDS_BY_ATTR, SagParamError, SagParams
+from sag_core.params import FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, SagParamError, SagParams
 from sag_core.run import SagRun
 from sag_core.spaces import EpsSpace, X0Space
 
@@ -224,7 +224,7 @@ class SelfAttentionGuidanceScript(scripts.Script):
         for key in INFOTEXT_KEYS:
             p.extra_generation_params.pop(key, None)
         try:
-            params = SagParams.from_args(args)
+            params = SagParams.from_args(args).with_overrides(getattr(p, OVERRIDES_ATTR, None))
             if params.active:
                 find_middle_self_attention(current_unet())
         except (SagParamError, LookupError) as error:

@@ -105,3 +105,13 @@ def test_every_field_has_a_hint_and_a_label():
     for field in FIELDS:
         assert field.hint and field.label
     assert FIELDS_BY_ATTR["enabled"].is_bool
+
+
+def test_named_dict_padded_with_defaults_by_the_webui_api_is_accepted():
+    padded = [{"enabled": True, "scale": 0.5}] + [f.default for f in FIELDS[1:]]
+    assert SagParams.from_args(padded) == SagParams(True, 0.5)
+
+
+def test_named_dict_followed_by_other_values_is_refused():
+    with pytest.raises(SagParamError, match="must be the only value in args"):
+        SagParams.from_args([{"enabled": True}, 0.5, 2.0])

@@ -309,3 +309,49 @@ def test_pasting_fills_defaults_reads_forge_keys_and_drops_bad_values(ext):
     bad = {"SAG scale": "lots"}
     paste("", bad)
     assert "SAG scale" not in bad
+
+
+def test_window_skips_the_extra_pass_and_saliency_outside_it(ext):
+    recorded = []
+    _, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
+    probe = attention.register_forward_pre_hook(lambda m, a: recorded.append(len(m._forward_pre_hooks)))
+    try:
+        half, rows = run(ext.txt2img, (True, 0.75, 2.0, 1.0, 0.0, 0.5), steps=8)
+    finally:
+        probe.remove()
+    assert rows == [2, 1] * 4 + [2] * 4
+    assert half.infotexts == ["SAG scale: 0.75, SAG end: 0.5"]
+    late, late_rows = run(ext.txt2img, (True, 0.75, 2.0, 1.0, 0.5, 1.0), steps=8)
+    assert late_rows == [2] * 4 + [2, 1] * 4
+
+
+def test_xyz_axes_are_registered_once_with_their_labels(ext):
+    from modules import script_callbacks as callbacks
+    callbacks.before_ui_callback()
+    labels = [option.label for option in ext.xyz.axis_options if option.label.startswith("[SAG]")]
+    assert labels == ["[SAG] Scale", "[SAG] Blur sigma", "[SAG] Threshold", "[SAG] Start", "[SAG] End"]
+
+
+def xyz_option(ext, label):
+    return next(option for option in ext.xyz.axis_options if option.label == label)
+
+
+def test_xyz_sweep_over_scale_gives_one_image_per_value_with_its_infotext(ext):
+    cond, uncond = harness.conds(1)
+    p = processing.StableDiffusionProcessing(cond=cond, uncond=uncond, steps=6)
+    p.scripts = ext.txt2img
+    p.script_args = tuple(harness.sag_args(ext.txt2img, False))
+    cells = ext.xyz.sweep(p, xyz_option(ext, "[SAG] Scale"), ["0", "0.5", "1.0"])
+    assert [cell.infotexts for cell in cells] == [["SAG scale: 0.0"], ["SAG scale: 0.5"], ["SAG scale: 1.0"]]
+    images = [cell.images for cell in cells]
+    assert (images[1] - images[0]).abs().max() > 1e-3 and (images[2] - images[1]).abs().max() > 1e-3
+    assert not hasattr(p, "sag_overrides")
+
+
+def test_xyz_refuses_out_of_range_values_before_anything_runs(ext):
+    cond, uncond = harness.conds(1)
+    p = processing.StableDiffusionProcessing(cond=cond, uncond=uncond)
+    p.scripts = ext.txt2img
+    p.script_args = tuple(harness.sag_args(ext.txt2img, False))
+    with pytest.raises(SagParamError, match=r"blur_sigma \(SAG blur sigma\) must be a number from 0 to 10; got 12"):
+        ext.xyz.sweep(p, xyz_option(ext, "[SAG] Blur sigma"), ["1", "12"])

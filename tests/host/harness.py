@@ -13,11 +13,13 @@ from modules import processing, script_callbacks, scripts, shared
 from modules.prompt_parser import MulticondBatch
 
 SCRIPT_PATH = Path(__file__).resolve().parents[2] / "scripts" / "self_attention_guidance.py"
+XYZ_PATH = Path(__file__).resolve().parent / "scripts" / "xyz_grid.py"
 
 
 @dataclass
 class Extension:
     module: Any
+    xyz: Any
     txt2img: scripts.ScriptRunner
     img2img: scripts.ScriptRunner
 
@@ -30,16 +32,21 @@ def load_extension() -> Extension:
     """Execute the script file as the webui's loader does, then build both tabs' UI with gradio."""
     script_callbacks.clear_callbacks()
     scripts.scripts_data.clear()
+    scripts.load_extension_script(str(XYZ_PATH))  # the webui's root scripts load before extensions
     module = scripts.load_extension_script(str(SCRIPT_PATH))
+    scripts.load_extension_script(str(SCRIPT_PATH.parent / "sag_xyz_axes.py"))
+    script_callbacks.before_ui_callback()
     runners = []
     for is_img2img in (False, True):
         runner = scripts.ScriptRunner(is_img2img)
         for data in scripts.scripts_data:
-            runner.add(data.script_class)
+            if data.script_class.__module__ != "xyz_grid.py":
+                runner.add(data.script_class)
         with gr.Blocks():
             runner.create_ui()
         runners.append(runner)
-    return Extension(module, *runners)
+    xyz = next(data.module for data in scripts.scripts_data if data.script_class.__module__ == "xyz_grid.py")
+    return Extension(module, xyz, *runners)
 
 
 def conds(batch: int = 1, *, tokens: int = 77, uncond_tokens: int | None = None, and_prompts: int = 1,

@@ -1,0 +1,48 @@
+"""The field table, the hover hints in javascript/ and install.py agree and behave."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from sag_core.params import FIELDS
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def js_hints() -> dict:
+    source = (ROOT / "javascript" / "sag_hints.js").read_text()
+    body = re.search(r"var sagHints = (\{.*?\});", source, re.S).group(1)
+    return json.loads(body)
+
+
+def test_every_control_label_has_its_hover_hint_in_the_titles_map():
+    assert js_hints() == {f.label: f.hint for f in FIELDS}
+
+
+def test_hints_only_extend_the_webui_titles_map():
+    source = (ROOT / "javascript" / "sag_hints.js").read_text()
+    assert "window.titles = Object.assign(window.titles || {}, sagHints)" in source
+    assert "document." not in source
+
+
+def make_webui(tmp_path: Path, version_16: bool) -> Path:
+    (tmp_path / "modules").mkdir()
+    if version_16:
+        (tmp_path / "modules" / "sd_samplers_cfg_denoiser.py").write_text("")
+    extension = tmp_path / "extensions" / "sd-webui-sag"
+    extension.mkdir(parents=True)
+    (extension / "install.py").write_text((ROOT / "install.py").read_text())
+    return extension / "install.py"
+
+
+def test_install_is_silent_on_a_supported_webui(tmp_path):
+    result = subprocess.run([sys.executable, make_webui(tmp_path, True)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
+
+
+def test_install_says_clearly_that_older_webuis_are_not_supported(tmp_path):
+    result = subprocess.run([sys.executable, make_webui(tmp_path, False)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0
+    assert "needs AUTOMATIC1111 webui 1.6.0 or newer" in result.stdout
