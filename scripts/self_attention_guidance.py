@@ -153,6 +153,20 @@ def on_infotext_pasted(infotext: str, params: dict) -> None:
         params[field.infotext] = getattr(values, field.attr)
 
 
+def without_spare_slot(args: tuple) -> tuple:
+    """The script's values without its last, spare input, refusing the job if the API filled it.
+
+    The webui's API drops positional values beyond a script's inputs without a word (Api.init_script_args);
+    one spare gr.State input, always None from the UI, lets SAG see a list that was too long.
+    """
+    if len(args) == len(FIELDS) + 1:
+        *args, spare = args
+        if spare is not None:
+            raise SagParamError("args", f"args: more than {len(FIELDS)} positional values; SAG takes at most "
+                                f"{len(FIELDS)} ({', '.join(f.attr for f in FIELDS)})")
+    return tuple(args)
+
+
 def guard_sampling(p: Any, *, on_exit: Callable[[], None] | None = None,
                    error: Exception | None = None) -> None:
     """Wrap this job's `p.sample`: raise `error` instead of sampling, and always call `on_exit` after.
@@ -213,7 +227,7 @@ class SelfAttentionGuidanceScript(scripts.Script):
         self.infotext_fields = [(enabled, lambda d: scale_key in d)]
         self.infotext_fields += [(slider, f.infotext) for slider, f in zip(sliders, slider_fields)]
         self.paste_field_names = [f.infotext for f in slider_fields]
-        return [enabled, *sliders]
+        return [enabled, *sliders, gr.State(value=None)]
 
     def _slider(self, field) -> gr.Slider:
         return gr.Slider(label=field.label, minimum=field.minimum, maximum=field.maximum, step=field.step,
@@ -224,7 +238,7 @@ class SelfAttentionGuidanceScript(scripts.Script):
         for key in INFOTEXT_KEYS:
             p.extra_generation_params.pop(key, None)
         try:
-            params = SagParams.from_args(args).with_overrides(getattr(p, OVERRIDES_ATTR, None))
+            params = SagParams.from_args(without_spare_slot(args)).with_overrides(getattr(p, OVERRIDES_ATTR, None))
             if params.active:
                 find_middle_self_attention(current_unet())
         except (SagParamError, LookupError) as error:

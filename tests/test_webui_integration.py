@@ -281,6 +281,8 @@ def test_ui_controls_follow_the_field_table_with_stable_per_tab_ids(ext):
     for runner, tab in ((ext.txt2img, "txt2img"), (ext.img2img, "img2img")):
         script = runner.alwayson_scripts[0]
         controls = runner.inputs[script.args_from:script.args_to]
+        controls, spare = controls[:-1], controls[-1]
+        assert spare.value is None and type(spare).__name__ == "State"
         assert [c.label for c in controls] == [f.label for f in FIELDS]
         assert [c.value for c in controls] == [f.default for f in FIELDS]
         assert controls[0].accordion.elem_id == f"script_{tab}_selfattention_guidance_enabled"

@@ -68,12 +68,23 @@ def sag_args(runner: scripts.ScriptRunner, *values: Any) -> list:
     return args
 
 
+def api_script_args(runner: scripts.ScriptRunner, args: list) -> list:
+    """Follows Api.init_script_args (modules/api/api.py, v1.10.1): defaults, then at most the script's
+    number of inputs copied from the request's `args`, the rest silently dropped."""
+    script_args = runner.default_args()
+    script = runner.alwayson_scripts[0]
+    for index in range(min(script.args_to - script.args_from, len(args))):
+        script_args[script.args_from + index] = args[index]
+    return script_args
+
+
 def run_job(runner: scripts.ScriptRunner, sag: tuple = (False,), batch: int = 1, cond_kwargs: dict | None = None,
-            **p_fields: Any) -> processing.Processed:
+            api_args: list | None = None, **p_fields: Any) -> processing.Processed:
+    """One job with the SAG slice set to `sag` as the UI would, or to `api_args` as the API would."""
     cond, uncond = conds(batch, **(cond_kwargs or {}))
     p = processing.StableDiffusionProcessing(cond=cond, uncond=uncond, batch_size=batch, **p_fields)
     p.scripts = runner
-    p.script_args = tuple(sag_args(runner, *sag))
+    p.script_args = tuple(api_script_args(runner, api_args) if api_args is not None else sag_args(runner, *sag))
     return processing.process_images(p)
 
 

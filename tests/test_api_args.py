@@ -1,0 +1,99 @@
+"""Script args as the webui's API delivers them: both forms accepted, every bad input refused by name.
+
+Each case goes through the API's own argument merge (the host's copy of Api.init_script_args) and
+the real script; a refused setting must fail the job (the webui would swallow an exception raised
+in `process`) with a message that names the field and what is allowed.
+"""
+
+import math
+
+import pytest
+import torch
+
+import harness
+from models import TinyLatentDiffusion, tiny_unet
+from modules import sd_hijack_unet, shared
+from sag_core.attention_hook import find_middle_self_attention
+from sag_core.params import SagParamError
+
+BAD_INPUTS = [
+    ([True, "0.5"], "scale", "got '0.5'"),
+    ([True, "high"], "scale", "got 'high'"),
+    ([True, None], "scale", "got None"),
+    ([True, float("nan")], "scale", "got nan"),
+    ([True, math.inf], "scale", "got inf"),
+    ([True, -math.inf], "scale", "got -inf"),
+    ([True, 5.5], "scale", "from -2 to 5"),
+    ([True, -3], "scale", "from -2 to 5"),
+    ([True, [0.5]], "scale", "got [0.5]"),
+    ([True, False], "scale", "got False"),
+    (["true", 0.5], "enabled", "true or false; got 'true'"),
+    (["false"], "enabled", "true or false; got 'false'"),
+    ([1, 0.5], "enabled", "true or false; got 1"),
+    ([None], "enabled", "true or false; got None"),
+    ([True, 0.5, -0.1], "blur_sigma", "from 0 to 10"),
+    ([True, 0.5, 10.5], "blur_sigma", "from 0 to 10"),
+    ([True, 0.5, "2"], "blur_sigma", "got '2'"),
+    ([True, 0.5, 2.0, 4.5], "threshold", "from 0 to 4"),
+    ([True, 0.5, 2.0, -1], "threshold", "from 0 to 4"),
+    ([True, 0.5, 2.0, 1.0, -0.1], "start", "from 0 to 1"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.2], "end", "from 0 to 1"),
+    ([True, 0.5, 2.0, 1.0, 0.7, 0.3], "start", "must not be after end"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, 0.3], "args", "more than 6 positional values"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, 0.3, 9], "args", "more than 6 positional values"),
+    ([{"enabled": True, "sacle": 0.5}], "sacle", "unknown field 'sacle'"),
+    ([{"enabled": "yes"}], "enabled", "true or false; got 'yes'"),
+    ([{"enabled": True, "scale": "0.5"}], "scale", "got '0.5'"),
+    ([{"enabled": True, "blur_sigma": math.nan}], "blur_sigma", "got nan"),
+    ([{"enabled": True, "start": 0.9, "end": 0.1}], "start", "must not be after end"),
+    ([{"enabled": True}, 0.3], "args", "must be the only value in args"),
+]
+
+GOOD_INPUTS = [
+    ([True, 0.6, 1.5, 1.1], [{"enabled": True, "scale": 0.6, "blur_sigma": 1.5, "threshold": 1.1}]),
+    ([True], [{"enabled": True}]),
+    ([True, 0.75, 2.0, 1.0, 0.0, 0.5], [{"end": 0.5, "enabled": True}]),
+    ([False, 1.0], [{"enabled": False, "scale": 1.0}]),
+]
+
+
+@pytest.fixture(scope="module")
+def ext():
+    sd_hijack_unet.apply_optimizations()
+    return harness.load_extension()
+
+
+@pytest.fixture(autouse=True)
+def model(ext):
+    harness.reset_host_state()
+    shared.sd_model = TinyLatentDiffusion(tiny_unet())
+    ext.txt2img.errors.clear()
+    yield
+    transformer, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
+    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+
+
+def test_the_bad_input_table_is_large_enough():
+    assert len(BAD_INPUTS) >= 25
+
+
+@pytest.mark.parametrize("args,field,words", BAD_INPUTS)
+def test_bad_api_args_fail_the_job_with_the_field_and_the_allowed_values(ext, args, field, words):
+    with pytest.raises(SagParamError) as refused:
+        harness.run_job(ext.txt2img, api_args=args, steps=2)
+    assert refused.value.field == field
+    assert field in str(refused.value) and words in str(refused.value)
+    assert not ext.txt2img.errors
+
+
+@pytest.mark.parametrize("positional,named", GOOD_INPUTS)
+def test_positional_and_named_api_args_give_the_same_generation(ext, positional, named):
+    by_position = harness.run_job(ext.txt2img, api_args=positional, steps=3)
+    by_name = harness.run_job(ext.txt2img, api_args=named, steps=3)
+    assert torch.equal(by_position.images, by_name.images)
+    assert by_position.infotexts == by_name.infotexts
+
+
+def test_missing_api_args_take_defaults_so_no_args_means_off(ext):
+    assert harness.run_job(ext.txt2img, api_args=[], steps=2).infotexts == [""]
+    assert harness.run_job(ext.txt2img, api_args=[True], steps=2).infotexts == ["SAG scale: 0.75"]
