@@ -357,3 +357,38 @@ def test_xyz_refuses_out_of_range_values_before_anything_runs(ext):
     p.script_args = tuple(harness.sag_args(ext.txt2img, False))
     with pytest.raises(SagParamError, match=r"blur_sigma \(SAG blur sigma\) must be a number from 0 to 10; got 12"):
         ext.xyz.sweep(p, xyz_option(ext, "[SAG] Blur sigma"), ["1", "12"])
+
+
+def test_field_table_ui_infotext_xyz_and_hints_agree(ext):
+    """Adding a field to the table and not to one of its consumers fails here."""
+    from sag_core.params import FIELDS, SagParams
+    import dataclasses
+    import json
+    import re
+    from pathlib import Path
+
+    script = ext.txt2img.alwayson_scripts[0]
+    controls = ext.txt2img.inputs[script.args_from:script.args_to - 1]
+    numeric = [f for f in FIELDS if not f.is_bool]
+    source = (Path(harness.SCRIPT_PATH).parents[1] / "javascript" / "sag_hints.js").read_text()
+    hints = json.loads(re.search(r"var sagHints = (\{.*?\});", source, re.S).group(1))
+
+    assert [f.name for f in dataclasses.fields(SagParams)] == [f.attr for f in FIELDS]
+    assert [c.label for c in controls] == [f.label for f in FIELDS]
+    assert [key for _, key in ext.txt2img.infotext_fields[1:]] == [f.infotext for f in numeric]
+    assert ext.txt2img.paste_field_names == [f.infotext for f in numeric]
+    assert [o.label for o in ext.xyz.axis_options if o.label.startswith("[SAG]")] == [
+        "[SAG] " + f.attr.replace("_", " ").capitalize() for f in numeric]
+    assert hints == {f.label: f.hint for f in FIELDS}
+
+
+def test_condition_dicts_match_the_webuis_for_every_model_family(ext):
+    build = ext.module.condition_dict
+    text, image = torch.zeros(2, 77, 8), torch.ones(2, 5, 1, 1)
+    assert build("crossattn", text, image) == {"c_crossattn": [text], "c_concat": [image]}
+    assert build("hybrid", text, image) == {"c_crossattn": [text], "c_concat": [image]}
+    assert build("crossattn-adm", text, image) == {"c_crossattn": [text], "c_adm": image}
+    sdxl = {"crossattn": torch.zeros(2, 77, 2048), "vector": torch.zeros(2, 2816)}
+    built = build("crossattn", sdxl, image)
+    assert set(built) == {"crossattn", "vector", "c_concat"} and built["c_concat"] == [image]
+    assert ext.module.rows_of(sdxl) == 2 and ext.module.rows_of(text) == 2
