@@ -392,3 +392,15 @@ def test_condition_dicts_match_the_webuis_for_every_model_family(ext):
     built = build("crossattn", sdxl, image)
     assert set(built) == {"crossattn", "vector", "c_concat"} and built["c_concat"] == [image]
     assert ext.module.rows_of(sdxl) == 2 and ext.module.rows_of(text) == 2
+
+
+def test_webui_before_1_8_without_params_denoiser_finds_it_through_p_sampler(ext, monkeypatch):
+    """CFGDenoiserParams.denoiser arrived in 1.8.0; on 1.6/1.7 the script reaches p.sampler.model_wrap_cfg."""
+    from modules import sd_samplers_cfg_denoiser as cfg_denoiser
+    original = cfg_denoiser.CFGDenoiserParams
+    monkeypatch.setattr(cfg_denoiser, "CFGDenoiserParams", lambda *args: original(*args[:7]))
+    legacy, rows = run(ext.txt2img, ON, sampler_name="DDIM")
+    monkeypatch.undo()
+    current, _ = run(ext.txt2img, ON, sampler_name="DDIM")
+    assert rows == [2, 1] * 7
+    assert torch.equal(legacy.images, current.images)
