@@ -2,7 +2,8 @@
 
 The package __init__ imports every submodule, and k_diffusion.utils imports torchvision, which
 PyPI's wheels cannot import beside the CPU torch. The samplers never use torchvision, so when it is
-missing an empty stand-in satisfies the one import; everything else is the installed k-diffusion.
+missing an empty stand-in satisfies that one import and is removed again right after; everything
+else is the installed k-diffusion.
 """
 
 import importlib
@@ -11,18 +12,23 @@ import sys
 import types
 
 
-def _stub_torchvision() -> None:
+STUB_NAMES = ("torchvision", "torchvision.transforms", "torchvision.transforms.functional")
+
+
+def _stub_torchvision() -> bool:
+    """Stand in for torchvision if it cannot be imported; True if a stand-in was installed."""
     try:
         importlib.import_module("torchvision.transforms.functional")
-        return
+        return False
     except Exception:
         pass
-    for name in ("torchvision", "torchvision.transforms", "torchvision.transforms.functional"):
+    for name in STUB_NAMES:
         module = types.ModuleType(name)
         module.__path__ = []
         sys.modules[name] = module
     sys.modules["torchvision"].transforms = sys.modules["torchvision.transforms"]
     sys.modules["torchvision.transforms"].functional = sys.modules["torchvision.transforms.functional"]
+    return True
 
 
 def load_k_diffusion() -> types.ModuleType:
@@ -32,7 +38,12 @@ def load_k_diffusion() -> types.ModuleType:
     package = types.ModuleType("k_diffusion")
     package.__path__ = list(spec.submodule_search_locations)
     sys.modules["k_diffusion"] = package
-    _stub_torchvision()
-    for name in ("utils", "sampling", "external"):
-        setattr(package, name, importlib.import_module(f"k_diffusion.{name}"))
+    stubbed = _stub_torchvision()
+    try:
+        for name in ("utils", "sampling", "external"):
+            setattr(package, name, importlib.import_module(f"k_diffusion.{name}"))
+    finally:
+        if stubbed:  # other packages (diffusers) probe for torchvision and must not find the stand-in
+            for name in STUB_NAMES:
+                sys.modules.pop(name, None)
     return package
