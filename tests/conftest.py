@@ -7,3 +7,40 @@ ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT / "tests" / "host", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ext():
+    """The extension loaded into the test host as the webui loads it, with both tabs' UI built."""
+    import harness
+    from modules import sd_hijack_unet
+
+    sd_hijack_unet.apply_optimizations()
+    return harness.load_extension()
+
+
+def assert_unhooked() -> None:
+    from modules import shared
+    from sag_core.attention_hook import find_middle_self_attention
+
+    transformer, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
+    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+
+
+@pytest.fixture
+def sd1_host(ext):
+    """A fresh host state and SD1-like model per test; afterwards no hook and no swallowed error."""
+    import harness
+    from models import TinyLatentDiffusion, tiny_unet
+    from modules import script_callbacks, shared
+
+    harness.reset_host_state()
+    shared.sd_model = TinyLatentDiffusion(tiny_unet())
+    for runner in (ext.txt2img, ext.img2img):
+        runner.errors.clear()
+    script_callbacks.reported.clear()
+    yield
+    assert_unhooked()
+    assert not ext.txt2img.errors and not ext.img2img.errors and not script_callbacks.reported

@@ -11,9 +11,6 @@ import pytest
 import torch
 
 import harness
-from models import TinyLatentDiffusion, tiny_unet
-from modules import sd_hijack_unet, shared
-from sag_core.attention_hook import find_middle_self_attention
 from sag_core.params import SagParamError
 
 BAD_INPUTS = [
@@ -57,20 +54,7 @@ GOOD_INPUTS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def ext():
-    sd_hijack_unet.apply_optimizations()
-    return harness.load_extension()
-
-
-@pytest.fixture(autouse=True)
-def model(ext):
-    harness.reset_host_state()
-    shared.sd_model = TinyLatentDiffusion(tiny_unet())
-    ext.txt2img.errors.clear()
-    yield
-    transformer, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
-    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+pytestmark = pytest.mark.usefixtures("sd1_host")
 
 
 def test_the_bad_input_table_is_large_enough():

@@ -1,6 +1,5 @@
 """The SAG maths on plain tensors, checked against first principles and diffusers' SAG pipeline."""
 
-import math
 from types import SimpleNamespace
 
 import pytest

@@ -9,34 +9,15 @@ import torch
 
 import harness
 from models import TinyLatentDiffusion, tiny_unet
-from modules import prompt_parser, processing, script_callbacks, scripts, sd_hijack_unet, shared
+from conftest import assert_unhooked
+from modules import prompt_parser, processing, script_callbacks, scripts, shared
 from sag_core.attention_hook import find_middle_self_attention
 from sag_core.params import SagParamError
 
 ON = (True, 0.75, 2.0, 1.0)
 
 
-@pytest.fixture(scope="module")
-def ext():
-    sd_hijack_unet.apply_optimizations()
-    return harness.load_extension()
-
-
-@pytest.fixture(autouse=True)
-def sd1_model(ext):
-    harness.reset_host_state()
-    shared.sd_model = TinyLatentDiffusion(tiny_unet())
-    ext.txt2img.errors.clear()
-    ext.img2img.errors.clear()
-    script_callbacks.reported.clear()
-    yield
-    assert_unhooked()
-    assert not ext.txt2img.errors and not ext.img2img.errors and not script_callbacks.reported
-
-
-def assert_unhooked():
-    transformer, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
-    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+pytestmark = pytest.mark.usefixtures("sd1_host")
 
 
 class UnetCalls:
