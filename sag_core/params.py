@@ -140,7 +140,7 @@ class SagParams:
             return cls.from_mapping(args[0])
         if len(args) > len(FIELDS):
             raise SagParamError(
-                "args", f"args has {len(args)} positional values; at most {len(FIELDS)} are accepted "
+                "args", f"args: more than {len(FIELDS)} positional values; at most {len(FIELDS)} are accepted "
                 f"({', '.join(f.attr for f in FIELDS)})")
         return cls(**{field.attr: value for field, value in zip(FIELDS, args)})
 

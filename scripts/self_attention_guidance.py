@@ -154,16 +154,13 @@ def on_infotext_pasted(infotext: str, params: dict) -> None:
 
 
 def without_spare_slot(args: tuple) -> tuple:
-    """The script's values without its last, spare input, refusing the job if the API filled it.
+    """The script's values without its last, spare input when that is empty (None, as the UI sends it).
 
     The webui's API drops positional values beyond a script's inputs without a word (Api.init_script_args);
-    one spare gr.State input, always None from the UI, lets SAG see a list that was too long.
+    a filled spare input is kept, so that SagParams.from_args sees the list is too long and refuses it.
     """
-    if len(args) == len(FIELDS) + 1:
-        *args, spare = args
-        if spare is not None:
-            raise SagParamError("args", f"args: more than {len(FIELDS)} positional values; SAG takes at most "
-                                f"{len(FIELDS)} ({', '.join(f.attr for f in FIELDS)})")
+    if len(args) == len(FIELDS) + 1 and args[-1] is None:
+        return tuple(args[:-1])
     return tuple(args)
 
 
