@@ -9,7 +9,8 @@
         "SAG blur sigma": "Gaussian blur strength (in latent pixels) applied where self-attention is concentrated. 1 to 3 is typical.",
         "SAG mask threshold": "Tokens receiving more than this multiple of the average self-attention are blurred. 1 means above average.",
         "SAG start": "Fraction of the sampling pass at which SAG starts guiding.",
-        "SAG end": "Fraction of the sampling pass after which SAG stops guiding."
+        "SAG end": "Fraction of the sampling pass after which SAG stops guiding.",
+        "Show where SAG acted": "After the images, add one picture per image showing where SAG blurred, averaged over the guided steps, drawn over the result. The images themselves do not change."
     };
     window.titles = Object.assign(window.titles || {}, sagHints);
 })();

@@ -23,7 +23,7 @@ class Field:
 
     attr: str
     label: str
-    infotext: str
+    infotext: str | None
     default: Any
     minimum: float | None = None
     maximum: float | None = None
@@ -81,9 +81,15 @@ FIELDS: tuple[Field, ...] = (
           hint="Fraction of the sampling pass at which SAG starts guiding."),
     Field("end", "SAG end", "SAG end", 1.0, 0.0, 1.0, 0.01,
           hint="Fraction of the sampling pass after which SAG stops guiding."),
+    Field("preview", "Show where SAG acted", None, False,
+          hint="After the images, add one picture per image showing where SAG blurred, averaged over the guided "
+               "steps, drawn over the result. The images themselves do not change."),
 )
 
 FIELDS_BY_ATTR: dict[str, Field] = {f.attr: f for f in FIELDS}
+
+INFOTEXT_FIELDS: tuple[Field, ...] = tuple(f for f in FIELDS if f.infotext is not None)
+"""Fields written to and read from infotext (display options such as the preview are not)."""
 
 OVERRIDES_ATTR = "sag_overrides"
 """Attribute of a job object carrying per-job overrides {attr: value}, as X/Y/Z cells set them."""
@@ -99,6 +105,7 @@ class SagParams:
     threshold: float = 1.0
     start: float = 0.0
     end: float = 1.0
+    preview: bool = False
 
     def __post_init__(self) -> None:
         for field in FIELDS:
@@ -159,7 +166,7 @@ class SagParams:
         scale_key = FIELDS_BY_ATTR["scale"].infotext
         if scale_key not in infotext:
             return cls()
-        values = {f.attr: f.parse_text(str(infotext[f.infotext])) for f in FIELDS if f.infotext in infotext}
+        values = {f.attr: f.parse_text(str(infotext[f.infotext])) for f in INFOTEXT_FIELDS if f.infotext in infotext}
         values["enabled"] = True
         return cls(**values)
 
@@ -172,7 +179,7 @@ class SagParams:
         if not self.enabled:
             return {}
         entries: dict[str, Any] = {}
-        for field in FIELDS[1:]:
+        for field in INFOTEXT_FIELDS[1:]:
             value = getattr(self, field.attr)
             if field.attr == "scale" or value != field.default:
                 entries[field.infotext] = value

@@ -37,6 +37,7 @@ class SagRun:
         self.guided_steps = 0
         self.skipped_steps = 0
         self.mask_sum: torch.Tensor | None = None
+        self.mask_steps = 0
         self._inputs: _UncondInputs | None = None
         self._term: torch.Tensor | None = None
 
@@ -52,6 +53,17 @@ class SagRun:
         if self.hook is not None:
             self.hook.remove()
             self.hook = None
+
+    def reset_batch(self) -> None:
+        """Start counting and accumulating afresh, as each batch of a job does."""
+        self.guided_steps = self.skipped_steps = self.mask_steps = 0
+        self.mask_sum = None
+
+    def mean_mask(self) -> torch.Tensor | None:
+        """The blur mask averaged over the guided steps of the latest pass, (rows, 1, h, w); None if none."""
+        if self.mask_sum is None or self.mask_steps == 0:
+            return None
+        return self.mask_sum / self.mask_steps
 
     def begin_step(self, x_in: torch.Tensor, sigma_in: torch.Tensor, image_cond_in: torch.Tensor,
                    uncond: Any, uncond_rows: int, progress: float) -> bool:
@@ -93,7 +105,10 @@ class SagRun:
         return denoised + term.to(denoised.dtype)
 
     def _accumulate_mask(self, mask: torch.Tensor) -> None:
+        """Sum the step's mask; a pass at another size (hires fix) starts the sum afresh."""
         if self.mask_sum is None or self.mask_sum.shape != mask.shape:
-            self.mask_sum = mask.detach().clone()
+            self.mask_sum = mask.detach().float().clone()
+            self.mask_steps = 1
         else:
             self.mask_sum += mask
+            self.mask_steps += 1

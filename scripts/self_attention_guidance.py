@@ -11,20 +11,25 @@ import weakref
 from typing import Any, Callable
 
 import gradio as gr
+import numpy as np
+from PIL import Image
 
 from modules import script_callbacks, scripts, shared
 from modules.ui_components import InputAccordion
 from sag_core.attention_hook import find_middle_self_attention
-from sag_core.params import FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, SagParamError, SagParams
+from sag_core.params import FIELDS, FIELDS_BY_ATTR, INFOTEXT_FIELDS, OVERRIDES_ATTR, SagParamError, SagParams
+from sag_core.preview import mask_overlay
 from sag_core.run import SagRun
 from sag_core.spaces import EpsSpace, X0Space
 
 TITLE = "Self-Attention Guidance"
 RUN_ATTR = "_sag_generation"
 SKIPPED_KEY = "SAG skipped steps"
-INFOTEXT_KEYS = tuple(f.infotext for f in FIELDS) + (SKIPPED_KEY,)
+INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY,)
 FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_threshold": "threshold"}
 _GUARD_ORIGINAL = "__sag_original_sample__"
+LATENT_SCALE = 8  # pixels per latent cell in every SD family the webui runs
+HAS_AFTER_COMPOSITE = hasattr(scripts.Script, "postprocess_image_after_composite")  # webui 1.8+
 
 
 def current_unet() -> Any:
@@ -54,6 +59,9 @@ class GenerationSag:
         self.run = SagRun(params)
         self._p = weakref.ref(p)
         self._denoiser: Any = None
+        self.batch_masks: list = []
+        self.images_seen = 0
+        self.previews: list[tuple[int, Image.Image]] = []
 
     def _find_denoiser(self, params: Any) -> Any:
         denoiser = getattr(params, "denoiser", None)  # webui 1.8+
@@ -85,8 +93,42 @@ class GenerationSag:
         self.run.guide(params.x, space, predict)
 
     def apply(self, denoised: Any) -> Any:
-        keep = self._denoiser.nmask if getattr(self._denoiser, "mask", None) is not None else None
-        return self.run.apply(denoised, keep)
+        return self.run.apply(denoised, self._keep())
+
+    def _keep(self) -> Any:
+        """The inpainting `nmask` of the current pass (1 where the image is regenerated), or None."""
+        if self._denoiser is None or getattr(self._denoiser, "mask", None) is None:
+            return None
+        return self._denoiser.nmask
+
+    def where_acted(self) -> list:
+        """Per image of the batch, the (h, w) share of guided steps in which SAG blurred each latent cell."""
+        mean = self.run.mean_mask()
+        if mean is None:
+            return []
+        keep = self._keep()
+        if keep is not None and keep.shape[-2:] == mean.shape[-2:]:
+            mean = mean * keep.to(mean)
+        return [row[0].cpu() for row in mean]
+
+    def add_preview(self, image: Image.Image, index_in_batch: int, paste_to: Any) -> None:
+        """Draw this batch image's mask over `image` (the picture the user gets) and keep it for the end."""
+        number, self.images_seen = self.images_seen, self.images_seen + 1
+        if index_in_batch >= len(self.batch_masks):
+            return
+        mask = self.batch_masks[index_in_batch]
+        generated = (mask.shape[1] * LATENT_SCALE, mask.shape[0] * LATENT_SCALE)
+        box = tuple(paste_to) if paste_to is not None and image.size != generated else None
+        overlay = mask_overlay(np.asarray(image.convert("RGB")), mask, box)
+        self.previews.append((number, Image.fromarray(overlay)))
+
+    def append_previews(self, processed: Any) -> None:
+        """Add the previews after the job's images, each with its image's infotext (as ControlNet adds maps)."""
+        image_infotexts = processed.infotexts[processed.index_of_first_image:]
+        for number, preview in self.previews:
+            processed.images.append(preview)
+            processed.infotexts.append(image_infotexts[number] if number < len(image_infotexts) else "")
+        self.previews = []
 
 
 class _ActiveGeneration:
@@ -149,7 +191,7 @@ def on_infotext_pasted(infotext: str, params: dict) -> None:
         for key in INFOTEXT_KEYS:
             params.pop(key, None)
         return
-    for field in FIELDS[1:]:
+    for field in INFOTEXT_FIELDS[1:]:
         params[field.infotext] = getattr(values, field.attr)
 
 
@@ -213,18 +255,20 @@ class SelfAttentionGuidanceScript(scripts.Script):
         return scripts.AlwaysVisible
 
     def ui(self, is_img2img: bool) -> list:
-        enabled_field, *slider_fields = FIELDS
+        enabled_field, *slider_fields, preview_field = FIELDS
         with InputAccordion(enabled_field.default, label=enabled_field.label,
                             elem_id=self.elem_id(enabled_field.attr)) as enabled:
             with gr.Row():
                 sliders = [self._slider(f) for f in slider_fields[:3]]
             with gr.Row():
                 sliders += [self._slider(f) for f in slider_fields[3:]]
+                preview = gr.Checkbox(label=preview_field.label, value=preview_field.default,
+                                      elem_id=self.elem_id(preview_field.attr))
         scale_key = FIELDS_BY_ATTR["scale"].infotext
         self.infotext_fields = [(enabled, lambda d: scale_key in d)]
         self.infotext_fields += [(slider, f.infotext) for slider, f in zip(sliders, slider_fields)]
         self.paste_field_names = [f.infotext for f in slider_fields]
-        return [enabled, *sliders, gr.State(value=None)]
+        return [enabled, *sliders, preview, gr.State(value=None)]
 
     def _slider(self, field) -> gr.Slider:
         return gr.Slider(label=field.label, minimum=field.minimum, maximum=field.maximum, step=field.step,
@@ -253,16 +297,34 @@ class SelfAttentionGuidanceScript(scripts.Script):
     def process_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         generation = vars(p).get(RUN_ATTR)
         if generation is not None:
-            generation.run.guided_steps = generation.run.skipped_steps = 0
+            generation.run.reset_batch()
+            generation.batch_masks = []
 
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         generation = vars(p).get(RUN_ATTR)
+        if generation is not None and generation.run.params.preview:
+            generation.batch_masks = generation.where_acted()
         if generation is not None and generation.run.skipped_steps:
             p.extra_generation_params[SKIPPED_KEY] = generation.run.skipped_steps
         else:
             p.extra_generation_params.pop(SKIPPED_KEY, None)
 
+    def postprocess_image(self, p: Any, pp: Any, *args: Any) -> None:
+        if not HAS_AFTER_COMPOSITE:  # webui 1.6/1.7: the last look at each image before it is saved
+            self._add_preview(p, pp, paste_to=None)
+
+    def postprocess_image_after_composite(self, p: Any, pp: Any, *args: Any) -> None:
+        self._add_preview(p, pp, paste_to=getattr(p, "paste_to", None))
+
+    def _add_preview(self, p: Any, pp: Any, paste_to: Any) -> None:
+        generation = vars(p).get(RUN_ATTR)
+        if generation is not None and generation.run.params.preview:
+            generation.add_preview(pp.image, getattr(p, "batch_index", 0), paste_to)
+
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
+        generation = vars(p).get(RUN_ATTR)
+        if generation is not None and generation.previews:
+            generation.append_previews(processed)
         end_generation(p)
 
 

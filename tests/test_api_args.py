@@ -36,8 +36,11 @@ BAD_INPUTS = [
     ([True, 0.5, 2.0, 1.0, -0.1], "start", "from 0 to 1"),
     ([True, 0.5, 2.0, 1.0, 0.0, 1.2], "end", "from 0 to 1"),
     ([True, 0.5, 2.0, 1.0, 0.7, 0.3], "start", "must not be after end"),
-    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, 0.3], "args", "more than 6 positional values"),
-    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, 0.3, 9], "args", "more than 6 positional values"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, 0.3], "preview", "true or false; got 0.3"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, "yes"], "preview", "true or false; got 'yes'"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, False, 0.3], "args", "more than 7 positional values"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, True, 9, 9], "args", "more than 7 positional values"),
+    ([{"enabled": True, "preview": 1}], "preview", "true or false; got 1"),
     ([{"enabled": True, "sacle": 0.5}], "sacle", "unknown field 'sacle'"),
     ([{"enabled": "yes"}], "enabled", "true or false; got 'yes'"),
     ([{"enabled": True, "scale": "0.5"}], "scale", "got '0.5'"),
@@ -51,6 +54,7 @@ GOOD_INPUTS = [
     ([True], [{"enabled": True}]),
     ([True, 0.75, 2.0, 1.0, 0.0, 0.5], [{"end": 0.5, "enabled": True}]),
     ([False, 1.0], [{"enabled": False, "scale": 1.0}]),
+    ([True, 0.75, 2.0, 1.0, 0.0, 1.0, True], [{"enabled": True, "preview": True}]),
 ]
 
 
@@ -74,7 +78,7 @@ def test_bad_api_args_fail_the_job_with_the_field_and_the_allowed_values(ext, ar
 def test_positional_and_named_api_args_give_the_same_generation(ext, positional, named):
     by_position = harness.run_job(ext.txt2img, api_args=positional, steps=3)
     by_name = harness.run_job(ext.txt2img, api_args=named, steps=3)
-    assert torch.equal(by_position.images, by_name.images)
+    assert torch.equal(by_position.samples, by_name.samples)
     assert by_position.infotexts == by_name.infotexts
 
 

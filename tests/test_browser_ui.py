@@ -124,7 +124,12 @@ class Ui:
     def label(self, attr: str) -> Any:
         if attr == "enabled":
             return self.header.locator("span").first
+        if FIELDS_BY_ATTR[attr].is_bool:
+            return self.slider(attr).locator("label span").first
         return self.slider(attr).locator("[data-testid=block-info]")
+
+    def checkbox(self, attr: str) -> Any:
+        return self.slider(attr).locator("input[type=checkbox]")
 
     def set_number(self, attr: str, value: float) -> None:
         box = self.slider(attr).locator("input[type=number]")
@@ -193,13 +198,15 @@ def test_opening_enables_and_every_slider_reaches_the_script(ui: Ui, expect: Any
 
     for attr, value in SET_VALUES.items():
         ui.set_number(attr, value)
-    assert ui.generate() == {"enabled": True, **SET_VALUES}
+    assert ui.generate() == {**defaults(), "enabled": True, **SET_VALUES}
+    ui.checkbox("preview").check()
+    assert ui.generate() == {**defaults(), "enabled": True, **SET_VALUES, "preview": True}
 
     scale = FIELDS_BY_ATTR["scale"]
     ui.slider("scale").locator("input[type=range]").press("ArrowRight")  # keyboard: one step up
     received = ui.generate()
     assert received["scale"] == pytest.approx(SET_VALUES["scale"] + scale.step)
-    assert received == {"enabled": True, **SET_VALUES, "scale": received["scale"]}
+    assert received == {"enabled": True, **SET_VALUES, "preview": True, "scale": received["scale"]}
     assert ui.screenshot(ARTIFACT_PNG) > 0
 
 

@@ -6,14 +6,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sag_core.params import FIELDS, FIELDS_BY_ATTR, SagParamError, SagParams
+from sag_core.params import FIELDS, FIELDS_BY_ATTR, INFOTEXT_FIELDS, SagParamError, SagParams
 import dataclasses
 
 
 def test_field_table_and_parameter_object_list_the_same_fields_with_the_same_defaults():
     assert [f.attr for f in FIELDS] == [f.name for f in dataclasses.fields(SagParams)]
     assert [f.default for f in FIELDS] == [f.default for f in dataclasses.fields(SagParams)]
-    assert len({f.infotext for f in FIELDS}) == len(FIELDS)
+    assert len({f.infotext for f in INFOTEXT_FIELDS}) == len(INFOTEXT_FIELDS)
+    assert [f.attr for f in FIELDS if f not in INFOTEXT_FIELDS] == ["preview"]
     assert len({f.label for f in FIELDS}) == len(FIELDS)
 
 
@@ -47,7 +48,8 @@ BAD = [
     ([True, 0.5, 1.0, 5.0], "threshold", "from 0 to 4"),
     ([True, 0.5, 1.0, 1.0, 0.8, 0.2], "start", "must not be after end"),
     ([True, 0.5, 1.0, 1.0, 0.0, 1.5], "end", "from 0 to 1"),
-    ([True, 0.5, 1.0, 1.0, 0.0, 1.0, 7], "args", "at most 6"),
+    ([True, 0.5, 1.0, 1.0, 0.0, 1.0, 7], "preview", "true or false; got 7"),
+    ([True, 0.5, 1.0, 1.0, 0.0, 1.0, False, 7], "args", "at most 7"),
     ([{"enabled": True, "sacle": 1.0}], "sacle", "unknown field"),
     ([{"enabled": True, "scale": True}], "scale", "True"),
 ]

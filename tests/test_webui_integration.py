@@ -46,7 +46,7 @@ def test_sag_guides_every_step_with_one_extra_uncond_call(ext, sampler):
     off, off_rows = run(ext.txt2img, sampler_name=sampler)
     on, on_rows = run(ext.txt2img, ON, sampler_name=sampler)
     assert on_rows == [row for rows in zip(off_rows, [1] * len(off_rows)) for row in rows]
-    assert (on.images - off.images).abs().max() > 1e-3
+    assert (on.samples - off.samples).abs().max() > 1e-3
     assert on.infotexts == ["SAG scale: 0.75"]
     assert off.infotexts == [""]
 
@@ -65,7 +65,7 @@ def test_disabled_is_bit_identical_to_the_webui_without_the_extension(ext):
     attention.register_forward_pre_hook(lambda m, a: hooks_seen.append(len(m._forward_pre_hooks)))
     disabled, disabled_rows = run(ext.txt2img, (False, 1.0, 2.0, 1.0))
     attention._forward_pre_hooks.clear()
-    assert torch.equal(disabled.images, absent.images)
+    assert torch.equal(disabled.samples, absent.samples)
     assert disabled_rows == absent_rows
     assert set(hooks_seen) == {1}
 
@@ -73,7 +73,7 @@ def test_disabled_is_bit_identical_to_the_webui_without_the_extension(ext):
 def test_scale_zero_is_cfg_only_and_says_so(ext):
     off, off_rows = run(ext.txt2img)
     zero, zero_rows = run(ext.txt2img, (True, 0.0))
-    assert torch.equal(zero.images, off.images) and zero_rows == off_rows
+    assert torch.equal(zero.samples, off.samples) and zero_rows == off_rows
     assert zero.infotexts == ["SAG scale: 0.0"]
 
 
@@ -83,7 +83,7 @@ def test_batch_of_two_in_one_call_equals_b_row_slices(ext):
     shared.opts.batch_cond_uncond = False
     sliced, sliced_rows = run(ext.txt2img, ON, batch=2)
     assert sliced_rows[:3] == [2, 2, 2]
-    torch.testing.assert_close(sliced.images, together.images, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(sliced.samples, together.samples, atol=1e-4, rtol=1e-4)
 
 
 def test_and_prompt_with_slices_that_mix_cond_and_uncond_rows(ext, monkeypatch):
@@ -95,9 +95,9 @@ def test_and_prompt_with_slices_that_mix_cond_and_uncond_rows(ext, monkeypatch):
     shared.opts.batch_cond_uncond = False
     sliced, sliced_rows = run(ext.txt2img, ON, batch=2)
     assert sliced_rows[:4] == [2, 2, 1, 2]
-    torch.testing.assert_close(sliced.images, together.images, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(sliced.samples, together.samples, atol=1e-4, rtol=1e-4)
     off, _ = run(ext.txt2img, batch=2)
-    assert (together.images - off.images).abs().max() > 1e-3
+    assert (together.samples - off.samples).abs().max() > 1e-3
 
 
 def test_unequal_prompt_lengths_use_the_separate_uncond_call(ext):
@@ -106,7 +106,7 @@ def test_unequal_prompt_lengths_use_the_separate_uncond_call(ext):
     off, _ = run(ext.txt2img, cond_kwargs=lengths)
     assert rows[:3] == [1, 1, 1]
     assert on.infotexts == ["SAG scale: 0.75"]
-    assert (on.images - off.images).abs().max() > 1e-3
+    assert (on.samples - off.samples).abs().max() > 1e-3
 
 
 def test_steps_whose_uncond_the_webui_skips_are_skipped_and_reported(ext):
@@ -115,15 +115,15 @@ def test_steps_whose_uncond_the_webui_skips_are_skipped_and_reported(ext):
     off, _ = run(ext.txt2img, steps=8)
     assert rows == [1] * 5 + [2, 1] * 3
     assert on.infotexts == ["SAG scale: 0.75, SAG skipped steps: 5"]
-    assert (on.images - off.images).abs().max() > 1e-3
+    assert (on.samples - off.samples).abs().max() > 1e-3
 
 
 def test_odd_non_square_size_is_guided(ext):
     on, rows = run(ext.txt2img, ON, width=264, height=200)
     off, _ = run(ext.txt2img, width=264, height=200)
-    assert on.images.shape == (1, 4, 25, 33)
+    assert on.samples.shape == (1, 4, 25, 33)
     assert rows == [2, 1] * 8
-    assert (on.images - off.images).abs().max() > 1e-3
+    assert (on.samples - off.samples).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
@@ -133,7 +133,7 @@ def test_v_prediction_model_is_guided(ext, sampler):
     off, _ = run(ext.txt2img, sampler_name=sampler)
     assert rows[:2] == [2, 1]
     assert on.infotexts == ["SAG scale: 0.75"]
-    assert (on.images - off.images).abs().max() > 1e-3
+    assert (on.samples - off.samples).abs().max() > 1e-3
 
 
 def test_sd2_style_twenty_head_attention_is_guided(ext):
@@ -142,16 +142,16 @@ def test_sd2_style_twenty_head_attention_is_guided(ext):
     on, rows = run(ext.txt2img, ON)
     off, _ = run(ext.txt2img)
     assert rows == [2, 1] * 8 and on.infotexts == ["SAG scale: 0.75"]
-    assert (on.images - off.images).abs().max() > 1e-3
+    assert (on.samples - off.samples).abs().max() > 1e-3
 
 
 def test_hires_second_pass_at_another_size_and_sampler_family_is_guided(ext):
     hires = dict(enable_hr=True, hr_scale=1.5, hr_sampler_name="DDIM", denoising_strength=0.6, steps=6)
     on, rows = run(ext.txt2img, ON, **hires)
     off, off_rows = run(ext.txt2img, **hires)
-    assert on.images.shape == (1, 4, 48, 48)
+    assert on.samples.shape == (1, 4, 48, 48)
     assert len(rows) == 2 * len(off_rows)
-    assert (on.images - off.images).abs().max() > 1e-3
+    assert (on.samples - off.samples).abs().max() > 1e-3
 
 
 def inpainting_job(runner, sag):
@@ -177,7 +177,7 @@ def test_inpainting_guidance_never_touches_the_kept_region(ext):
     assert len(on_steps) == len(off_steps) == 7
     for step in on_steps:
         assert torch.equal(step[0][keep], init[0][keep])
-    assert (on.images - off.images)[0][~keep].abs().max() > 1e-3
+    assert (on.samples - off.samples)[0][~keep].abs().max() > 1e-3
 
 
 def test_an_exception_mid_sampling_leaves_no_hook_and_the_next_job_works(ext):
@@ -268,7 +268,9 @@ def test_ui_controls_follow_the_field_table_with_stable_per_tab_ids(ext):
         assert [c.value for c in controls] == [f.default for f in FIELDS]
         assert controls[0].accordion.elem_id == f"script_{tab}_selfattention_guidance_enabled"
         assert [c.elem_id for c in controls[1:]] == [f"script_{tab}_selfattention_guidance_{f.attr}" for f in FIELDS[1:]]
-        assert [(s.minimum, s.maximum) for s in controls[1:]] == [(f.minimum, f.maximum) for f in FIELDS[1:]]
+        sliders = [(c, f) for c, f in zip(controls, FIELDS) if not f.is_bool]
+        assert [(s.minimum, s.maximum) for s, f in sliders] == [(f.minimum, f.maximum) for s, f in sliders]
+        assert type(controls[-1]).__name__ == "Checkbox" and FIELDS[-1].attr == "preview"
 
 
 def test_pasted_infotext_enables_sag_only_when_its_keys_are_there(ext):
@@ -326,7 +328,7 @@ def test_xyz_sweep_over_scale_gives_one_image_per_value_with_its_infotext(ext):
     p.script_args = tuple(harness.sag_args(ext.txt2img, False))
     cells = ext.xyz.sweep(p, xyz_option(ext, "[SAG] Scale"), ["0", "0.5", "1.0"])
     assert [cell.infotexts for cell in cells] == [["SAG scale: 0.0"], ["SAG scale: 0.5"], ["SAG scale: 1.0"]]
-    images = [cell.images for cell in cells]
+    images = [cell.samples for cell in cells]
     assert (images[1] - images[0]).abs().max() > 1e-3 and (images[2] - images[1]).abs().max() > 1e-3
     assert not hasattr(p, "sag_overrides")
 
@@ -384,4 +386,4 @@ def test_webui_before_1_8_without_params_denoiser_finds_it_through_p_sampler(ext
     monkeypatch.undo()
     current, _ = run(ext.txt2img, ON, sampler_name="DDIM")
     assert rows == [2, 1] * 7
-    assert torch.equal(legacy.images, current.images)
+    assert torch.equal(legacy.samples, current.samples)

@@ -123,7 +123,7 @@ def timed_job(runner: scripts.ScriptRunner, sag: tuple, size: int, steps: int) -
     """Seconds per sampling step of one Euler a txt2img job at latent `size`, and its output latent."""
     start = time.perf_counter()
     processed = harness.run_job(runner, sag, steps=steps, width=size * 8, height=size * 8, sampler_name="Euler a")
-    return (time.perf_counter() - start) / steps, processed.images
+    return (time.perf_counter() - start) / steps, processed.samples
 
 
 def run_variant(ext: harness.Extension, kind: str, size: int, steps: int) -> Result:

@@ -62,22 +62,22 @@ def main() -> None:
 
     def keep_mask(params) -> None:
         generation = extension.module.active.get()
-        if generation is not None and generation.run.mask_sum is not None:
-            masks.append((generation.run.mask_sum / generation.run.guided_steps).clone())
+        if generation is not None and generation.run.mean_mask() is not None:
+            masks.append(generation.run.mean_mask().clone())
 
     job = dict(steps=args.steps, width=args.size, height=args.size, seed=args.seed, sampler_name="Euler a")
     cfg = harness.run_job(extension.txt2img, (False,), **job)
     script_callbacks.on_cfg_after_cfg(keep_mask)
     sag = harness.run_job(extension.txt2img, (True, args.scale, args.blur_sigma, 1.0), **job)
 
-    difference = (sag.images - cfg.images)[0].abs().mean(dim=0)
+    difference = (sag.samples - cfg.samples)[0].abs().mean(dim=0)
     mask = masks[-1][0, 0]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    panel([to_rgb(cfg.images[0]), to_rgb(sag.images[0]), heat(difference), heat(mask)], scale=4).save(args.out)
+    panel([to_rgb(cfg.samples[0]), to_rgb(sag.samples[0]), heat(difference), heat(mask)], scale=4).save(args.out)
 
-    print(f"latent {tuple(sag.images.shape[-2:])}, {args.steps} steps, Euler a, seed {args.seed}")
+    print(f"latent {tuple(sag.samples.shape[-2:])}, {args.steps} steps, Euler a, seed {args.seed}")
     print(f"infotext with SAG: {sag.infotexts[0]!r}")
-    print(f"mean |SAG - CFG| over the latent: {difference.mean():.4f} (CFG latent std {cfg.images.std():.4f})")
+    print(f"mean |SAG - CFG| over the latent: {difference.mean():.4f} (CFG latent std {cfg.samples.std():.4f})")
     print(f"share of the latent SAG blurred, averaged over steps: {mask.mean():.3f}")
     print(f"mean |SAG - CFG| inside vs outside the final mask: "
           f"{difference[mask > 0.5].mean():.4f} vs {difference[mask <= 0.5].mean():.4f}")

@@ -2,17 +2,21 @@
 
 txt2img: process -> per batch: process_batch -> sample (sampler, process_before_every_sampling,
 sampling, then an optional hires-like second pass with a new sampler at another size) ->
-postprocess_batch -> infotext -> postprocess. img2img/inpainting: the init latent, `mask`/`nmask`
-and the image conditioning go to `sample_img2img`. Prompts are already conditionings, there is no
-VAE (outputs are latents), the hires upscale is a latent resize, and the samplers' own noise is
-seeded from `p.seed` (the webui's `TorchHijack(p)` does the same with its seeds).
+postprocess_batch -> per image: postprocess_image, the inpainting composite, postprocess_image_after_composite,
+infotext -> postprocess. img2img/inpainting: the init latent, `mask`/`nmask` and the image conditioning go
+to `sample_img2img`. Prompts are already conditionings, the hires upscale is a latent resize, and the
+samplers' own noise is seeded from `p.seed` (the webui's `TorchHijack(p)` does the same with its seeds).
+There is no VAE: `decode_latent_batch` turns the first three latent channels into 8x larger pictures,
+and `Processed.samples` keeps the latents, so tests can compare exact numbers as well as images.
 """
 
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
 from modules import sd_samplers_kdiffusion, sd_samplers_timesteps, shared
 
@@ -27,8 +31,10 @@ def create_sampler(name, sd_model):
 
 @dataclass
 class Processed:
-    images: torch.Tensor
+    images: list
     infotexts: list
+    samples: torch.Tensor
+    index_of_first_image: int = 0
 
 
 @dataclass
@@ -59,6 +65,9 @@ class StableDiffusionProcessing:
     is_hr_pass: bool = False
     sampler: Any = None
     iteration: int = 0
+    batch_index: int = 0
+    paste_to: tuple | None = None
+    overlay_size: tuple | None = None
 
     @property
     def sd_model(self):
@@ -118,10 +127,26 @@ def create_infotext(p):
     return ", ".join(f"{key}: {value}" for key, value in p.extra_generation_params.items() if value is not None)
 
 
+def decode_latent_batch(samples):
+    """Stand-in for the VAE: the first three channels, 8x nearest-upscaled, mapped to 0..1 as the webui maps."""
+    decoded = F.interpolate(samples[:, :3] / 2.0, scale_factor=8, mode="nearest")
+    return torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0)
+
+
+def apply_overlay(image, paste_loc, overlay_size):
+    """Inpainting "only masked": the generated crop pasted back at `paste_loc` into the full picture (uncrop)."""
+    if paste_loc is None or overlay_size is None:
+        return image
+    x, y, w, h = paste_loc
+    base = Image.new("RGB", overlay_size)
+    base.paste(image.resize((w, h), Image.LANCZOS), (x, y))
+    return base
+
+
 def process_images(p):
     p.scripts.before_process(p)
     p.scripts.process(p)
-    images, infotexts = [], []
+    output_images, infotexts, all_samples = [], [], []
     with torch.no_grad():
         for n in range(p.n_iter):
             if shared.state.interrupted:
@@ -130,9 +155,16 @@ def process_images(p):
             p.scripts.process_batch(p, batch_number=n, prompts=[], seeds=[], subseeds=[])
             samples = p.sample(conditioning=p.cond, unconditional_conditioning=p.uncond, seeds=[], subseeds=[],
                                subseed_strength=0.0, prompts=[])
-            p.scripts.postprocess_batch(p, samples, batch_number=n)
-            images.append(samples)
-            infotexts.extend(create_infotext(p) for _ in range(samples.shape[0]))
-    processed = Processed(torch.cat(images), infotexts)
+            x_samples = decode_latent_batch(samples)
+            p.scripts.postprocess_batch(p, x_samples, batch_number=n)
+            all_samples.append(samples)
+            for i, x_sample in enumerate(x_samples):
+                p.batch_index = i
+                x_sample = (255.0 * np.moveaxis(x_sample.cpu().numpy(), 0, 2)).astype(np.uint8)
+                pp = p.scripts.postprocess_image(p, Image.fromarray(x_sample))
+                pp = p.scripts.postprocess_image_after_composite(p, apply_overlay(pp, p.paste_to, p.overlay_size))
+                infotexts.append(create_infotext(p))
+                output_images.append(pp)
+    processed = Processed(output_images, infotexts, torch.cat(all_samples))
     p.scripts.postprocess(p, processed)
     return processed

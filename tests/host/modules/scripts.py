@@ -11,6 +11,12 @@ import sys
 from collections import namedtuple
 
 AlwaysVisible = object()
+
+
+class PostprocessImageArgs:
+    def __init__(self, image):
+        self.image = image
+
 ScriptClassData = namedtuple("ScriptClassData", ["script_class", "path", "basedir", "module"])
 scripts_data: list = []
 
@@ -54,6 +60,8 @@ class Script:
     def process_before_every_sampling(self, p, *args, **kwargs): pass
     def before_hr(self, p, *args): pass
     def postprocess_batch(self, p, *args, **kwargs): pass
+    def postprocess_image(self, p, pp, *args): pass
+    def postprocess_image_after_composite(self, p, pp, *args): pass
     def postprocess(self, p, processed, *args): pass
 
 
@@ -126,6 +134,17 @@ class ScriptRunner:
     def process_before_every_sampling(self, p, **kwargs): self._each("process_before_every_sampling", p, **kwargs)
     def before_hr(self, p): self._each("before_hr", p)
     def postprocess_batch(self, p, images, **kwargs): self._each("postprocess_batch", p, images=images, **kwargs)
+
+    def postprocess_image(self, p, image):
+        """Returns the image each script may have replaced (the webui passes one PostprocessImageArgs)."""
+        pp = PostprocessImageArgs(image)
+        self._each("postprocess_image", p, pp)
+        return pp.image
+
+    def postprocess_image_after_composite(self, p, image):
+        pp = PostprocessImageArgs(image)
+        self._each("postprocess_image_after_composite", p, pp)
+        return pp.image
 
     def postprocess(self, p, processed):
         for script in self.alwayson_scripts:

@@ -29,6 +29,11 @@ class Script(scripts.Script):
         return "X/Y/Z plot"
 
 
+def grid_cells(results):
+    """The pictures the plot puts in its grid: each cell's first image (draw_xyz_grid's `cell` result)."""
+    return [processed.images[0] for processed in results]
+
+
 def sweep(p, option, values):
     """Run one generation per value, as the plot does for one axis."""
     values = [option.type(value) for value in values]
