@@ -156,3 +156,15 @@ def test_xyz_grid_cells_are_the_images_never_the_previews(ext):
     assert [len(cell.images) for cell in with_previews] == [2, 2]
     grid, plain_grid = ext.xyz.grid_cells(with_previews), ext.xyz.grid_cells(without)
     assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(grid, plain_grid))
+
+
+def test_webui_before_1_8_draws_the_preview_from_postprocess_image(ext, monkeypatch):
+    """webui 1.6/1.7 have no postprocess_image_after_composite (modules/scripts.py); the preview still comes."""
+    from modules import scripts
+
+    current = harness.run_job(ext.txt2img, PREVIEW, steps=4)
+    monkeypatch.setattr(ext.module, "HAS_AFTER_COMPOSITE", False)
+    monkeypatch.setattr(scripts.ScriptRunner, "postprocess_image_after_composite", lambda self, p, image: image)
+    legacy = harness.run_job(ext.txt2img, PREVIEW, steps=4)
+    assert len(legacy.images) == 2
+    assert all(np.array_equal(pixels(a), pixels(b)) for a, b in zip(legacy.images, current.images))

@@ -1,0 +1,85 @@
+"""SAG on the real webui page, in headless Chromium: the accordion, its hints, and a generation with preview.
+
+Opt-in like the rest of tests/e2e (SAG_E2E_URL); needs playwright and /usr/bin/chromium, as the
+browser test of the test host does. Element ids follow webui v1.10.1 (modules/ui.py, ui_common.py,
+javascript/inputAccordion.js) and the script's own elem_ids.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from sag_core.params import FIELDS_BY_ATTR
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACT_PNG = ROOT / "out" / "e2e" / "sag-preview-gallery.png"
+DOCS_JPG = ROOT / "docs" / "sag-preview.jpg"
+DOCS_LIMIT = 150 * 1024
+ACCORDION = "script_txt2img_selfattention_guidance_enabled"
+
+
+@pytest.fixture(scope="module")
+def page(webui) -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api")
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 1000}, color_scheme="light")
+        context.set_default_timeout(60_000)
+        tab = context.new_page()
+        tab.goto(webui.url, wait_until="domcontentloaded")
+        tab.locator(f"#{ACCORDION}-visible-checkbox").wait_for(state="attached")  # inputAccordion.js ran
+        try:
+            yield tab
+        finally:
+            browser.close()
+
+
+def set_number(tab: Any, elem_id: str, value: int) -> None:
+    box = tab.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.blur()
+
+
+def test_the_accordion_is_closed_and_hinted_and_generates_a_preview(page, size, steps):
+    from playwright.sync_api import expect
+
+    accordion = page.locator(f"#{ACCORDION}")
+    header = accordion.locator(".label-wrap")
+    expect(accordion).to_be_visible()
+    expect(page.locator(f"#{ACCORDION}-visible-checkbox")).not_to_be_checked()
+    expect(page.locator("#script_img2img_selfattention_guidance_enabled")).to_be_attached()
+    assert page.evaluate("() => titles['SAG scale']") == FIELDS_BY_ATTR["scale"].hint
+
+    page.locator("#txt2img_prompt textarea").fill("a photo of a lighthouse on a rocky cliff at dusk")
+    for elem_id, value in (("txt2img_width", size), ("txt2img_height", size), ("txt2img_steps", steps)):
+        set_number(page, elem_id, value)
+    page.locator("#txt2img_seed input[type=number]").fill("1234")
+    header.click()
+    expect(page.locator(f"#{ACCORDION}-visible-checkbox")).to_be_checked()
+    scale_label = page.locator("#script_txt2img_selfattention_guidance_scale [data-testid=block-info]")
+    expect(scale_label).to_have_attribute("title", FIELDS_BY_ATTR["scale"].hint)
+    page.locator("#script_txt2img_selfattention_guidance_preview input[type=checkbox]").check()
+
+    page.locator("#txt2img_generate").click()
+    thumbnails = page.locator("#txt2img_gallery .thumbnails .thumbnail-item")  # the strip under the large view
+    expect(thumbnails).to_have_count(2, timeout=int(os.environ.get("SAG_E2E_TIMEOUT", "1800")) * 1000)
+    expect(page.locator("#html_info_txt2img").last).to_contain_text("SAG scale: 0.75")
+
+    page.mouse.move(0, 0)
+    gallery = page.locator("#txt2img_gallery_container")
+    ARTIFACT_PNG.parent.mkdir(parents=True, exist_ok=True)
+    gallery.screenshot(path=str(ARTIFACT_PNG), animations="disabled")
+    if os.environ.get("SAG_UPDATE_DOCS") == "1":
+        thumbnails.nth(1).click()  # show the preview large, as a user looking at it would
+        page.mouse.move(0, 0)
+        gallery.screenshot(path=str(DOCS_JPG), type="jpeg", quality=85, animations="disabled")
+        assert DOCS_JPG.stat().st_size < DOCS_LIMIT
