@@ -21,14 +21,6 @@ def ext():
     return harness.load_extension()
 
 
-def assert_unhooked() -> None:
-    from modules import shared
-    from sag_core.attention_hook import find_middle_self_attention
-
-    transformer, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
-    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
-
-
 @pytest.fixture
 def sd1_host(ext):
     """A fresh host state and SD1-like model per test; afterwards no hook and no swallowed error."""
@@ -42,5 +34,5 @@ def sd1_host(ext):
         runner.errors.clear()
     script_callbacks.reported.clear()
     yield
-    assert_unhooked()
+    harness.assert_unhooked()
     assert not ext.txt2img.errors and not ext.img2img.errors and not script_callbacks.reported

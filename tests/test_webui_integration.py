@@ -9,7 +9,6 @@ import torch
 
 import harness
 from models import TinyLatentDiffusion, tiny_unet
-from conftest import assert_unhooked
 from modules import prompt_parser, processing, script_callbacks, scripts, shared
 from sag_core.attention_hook import find_middle_self_attention
 from sag_core.params import SagParamError
@@ -193,7 +192,7 @@ def test_an_exception_mid_sampling_leaves_no_hook_and_the_next_job_works(ext):
     with pytest.raises(RuntimeError, match="simulated"):
         harness.run_job(ext.txt2img, ON)
     handle.remove()
-    assert_unhooked()
+    harness.assert_unhooked()
     on, rows = run(ext.txt2img, ON)
     assert rows == [2, 1] * 8
 

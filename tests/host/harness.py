@@ -88,6 +88,14 @@ def run_job(runner: scripts.ScriptRunner, sag: tuple = (False,), batch: int = 1,
     return processing.process_images(p)
 
 
+def assert_unhooked() -> None:
+    """No SAG hook left on the current model's middle block."""
+    from sag_core.attention_hook import find_middle_self_attention
+
+    transformer, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
+    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+
+
 def reset_host_state() -> None:
     shared.opts = shared.default_opts()
     shared.state = shared.State()
