@@ -19,16 +19,13 @@ from typing import Any, Iterator
 
 import pytest
 
+from chromium import CHROMIUM, CHROMIUM_ARGS, DOCS_IMAGE_LIMIT
 import webui_page
 from sag_core.params import FIELDS, FIELDS_BY_ATTR
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACT_PNG = ROOT / "out" / "browser" / "sag-accordion-open.png"
 DOCS_PNG = ROOT / "docs" / "sag-accordion.png"
-DOCS_PNG_LIMIT = 150 * 1024
 TIMEOUT_MS = 10_000
 # Non-default values inside each slider's range (start before end).
 SET_VALUES = {"scale": 1.25, "blur_sigma": 3.5, "threshold": 1.4, "start": 0.15, "end": 0.85}
@@ -194,7 +191,7 @@ def test_opening_enables_and_every_slider_reaches_the_script(ui: Ui, expect: Any
         expect(ui.slider(field.attr)).to_be_visible()
     assert ui.generate() == {**defaults(), "enabled": True}
     if os.environ.get("SAG_UPDATE_DOCS") == "1":
-        assert ui.screenshot(DOCS_PNG) < DOCS_PNG_LIMIT
+        assert ui.screenshot(DOCS_PNG) < DOCS_IMAGE_LIMIT
 
     for attr, value in SET_VALUES.items():
         ui.set_number(attr, value)

@@ -13,15 +13,12 @@ from typing import Any, Iterator
 
 import pytest
 
+from chromium import CHROMIUM, CHROMIUM_ARGS, DOCS_IMAGE_LIMIT
 from sag_core.params import FIELDS_BY_ATTR
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 ARTIFACT_PNG = ROOT / "out" / "e2e" / "sag-preview-gallery.png"
 DOCS_JPG = ROOT / "docs" / "sag-preview.jpg"
-DOCS_LIMIT = 150 * 1024
 ACCORDION = "script_txt2img_selfattention_guidance_enabled"
 
 
@@ -82,4 +79,4 @@ def test_the_accordion_is_closed_and_hinted_and_generates_a_preview(page, size, 
         thumbnails.nth(1).click()  # show the preview large, as a user looking at it would
         page.mouse.move(0, 0)
         gallery.screenshot(path=str(DOCS_JPG), type="jpeg", quality=85, animations="disabled")
-        assert DOCS_JPG.stat().st_size < DOCS_LIMIT
+        assert DOCS_JPG.stat().st_size < DOCS_IMAGE_LIMIT
