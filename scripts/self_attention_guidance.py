@@ -60,7 +60,6 @@ class GenerationSag:
         self._p = weakref.ref(p)
         self._denoiser: Any = None
         self.batch_masks: list = []
-        self.images_seen = 0
         self.previews: list[tuple[int, Image.Image]] = []
 
     def _find_denoiser(self, params: Any) -> Any:
@@ -111,9 +110,15 @@ class GenerationSag:
             mean = mean * keep.to(mean)
         return [row[0].cpu() for row in mean]
 
-    def add_preview(self, image: Image.Image, index_in_batch: int, paste_to: Any) -> None:
-        """Draw this batch image's mask over `image` (the picture the user gets) and keep it for the end."""
-        number, self.images_seen = self.images_seen, self.images_seen + 1
+    def begin_batch(self) -> None:
+        self.run.reset_batch()
+        self.batch_masks = []
+
+    def add_preview(self, image: Image.Image, number: int, index_in_batch: int, paste_to: Any) -> None:
+        """Draw this batch image's mask over `image` (the picture the user gets) and keep it for the end.
+
+        `number` is the image's place among the job's generated images, as its infotext is indexed.
+        """
         if index_in_batch >= len(self.batch_masks):
             return
         mask = self.batch_masks[index_in_batch]
@@ -297,8 +302,7 @@ class SelfAttentionGuidanceScript(scripts.Script):
     def process_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         generation = vars(p).get(RUN_ATTR)
         if generation is not None:
-            generation.run.reset_batch()
-            generation.batch_masks = []
+            generation.begin_batch()
 
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         generation = vars(p).get(RUN_ATTR)
@@ -319,7 +323,9 @@ class SelfAttentionGuidanceScript(scripts.Script):
     def _add_preview(self, p: Any, pp: Any, paste_to: Any) -> None:
         generation = vars(p).get(RUN_ATTR)
         if generation is not None and generation.run.params.preview:
-            generation.add_preview(pp.image, getattr(p, "batch_index", 0), paste_to)
+            index_in_batch = getattr(p, "batch_index", 0)
+            number = p.iteration * p.batch_size + index_in_batch  # processing.py's infotext(i) index
+            generation.add_preview(pp.image, number, index_in_batch, paste_to)
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
         generation = vars(p).get(RUN_ATTR)
