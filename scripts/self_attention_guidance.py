@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import weakref
-from typing import Any, Callable
+from typing import Any
 
 import gradio as gr
 import numpy as np
@@ -62,10 +62,20 @@ class GenerationSag:
         self.batch_masks: list = []
         self.previews: list[tuple[int, Image.Image]] = []
 
+    @property
+    def p(self) -> Any:
+        """The job this generation belongs to (None once it is gone)."""
+        return self._p()
+
+    def owns(self, params: Any) -> bool:
+        """Whether this denoiser call samples our job; False for a job nested in our sampling (webui 1.8+ tells)."""
+        owner = getattr(getattr(params, "denoiser", None), "p", None)
+        return owner is None or owner is self.p
+
     def _find_denoiser(self, params: Any) -> Any:
         denoiser = getattr(params, "denoiser", None)  # webui 1.8+
         if denoiser is None:
-            denoiser = self._p().sampler.model_wrap_cfg
+            denoiser = self.p.sampler.model_wrap_cfg
         return denoiser
 
     def begin_step(self, params: Any) -> None:
@@ -136,48 +146,64 @@ class GenerationSag:
         self.previews = []
 
 
-class _ActiveGeneration:
-    """A weak pointer from the once-registered callbacks to the generation in progress.
+class SamplingJobs:
+    """The generations whose `p.sample` is running now, innermost last; empty between jobs.
 
-    The generation itself belongs to `p`, so nothing here outlives the job that set it.
+    A job's generation is here exactly while its own sampling runs (see `guard_sampling`), so a
+    nested job (ADetailer's inpainting pass, run from `postprocess_image`) never meets the outer
+    job's SAG, and the outer job finds its own again when it samples its next batch.
     """
 
     def __init__(self) -> None:
-        self._ref: Callable[[], GenerationSag | None] = lambda: None
+        self._running: list[GenerationSag] = []
 
-    def set(self, generation: GenerationSag | None) -> None:
-        self._ref = weakref.ref(generation) if generation is not None else (lambda: None)
+    def push(self, generation: GenerationSag) -> None:
+        if self._running:
+            self._running[-1].run.detach()  # re-attached at the outer job's next guided step
+        self._running.append(generation)
+
+    def pop(self, generation: GenerationSag) -> None:
+        generation.run.detach()
+        self._running = [running for running in self._running if running is not generation]
 
     def get(self) -> GenerationSag | None:
-        return self._ref()
+        return self._running[-1] if self._running else None
+
+    def clear(self) -> None:
+        for generation in self._running:
+            generation.run.detach()
+        self._running = []
 
 
-active = _ActiveGeneration()
+active = SamplingJobs()
+
+
+def generation_for(params: Any) -> GenerationSag | None:
+    """The generation whose sampling this denoiser call belongs to, if it is one of ours."""
+    generation = active.get()
+    return generation if generation is not None and generation.owns(params) else None
 
 
 def on_cfg_denoiser(params: Any) -> None:
-    generation = active.get()
+    generation = generation_for(params)
     if generation is not None:
         generation.begin_step(params)
 
 
 def on_cfg_denoised(params: Any) -> None:
-    generation = active.get()
+    generation = generation_for(params)
     if generation is not None:
         generation.guide(params)
 
 
 def on_cfg_after_cfg(params: Any) -> None:
-    generation = active.get()
+    generation = generation_for(params)
     if generation is not None:
         params.x = generation.apply(params.x)
 
 
 def on_script_unloaded() -> None:
-    generation = active.get()
-    if generation is not None:
-        generation.run.detach()
-    active.set(None)
+    active.clear()
 
 
 def on_infotext_pasted(infotext: str, params: dict) -> None:
@@ -211,13 +237,13 @@ def without_spare_slot(args: tuple) -> tuple:
     return tuple(args)
 
 
-def guard_sampling(p: Any, *, on_exit: Callable[[], None] | None = None,
-                   error: Exception | None = None) -> None:
-    """Wrap this job's `p.sample`: raise `error` instead of sampling, and always call `on_exit` after.
+def guard_sampling(p: Any, *, generation: GenerationSag | None = None, error: Exception | None = None) -> None:
+    """Wrap this job's `p.sample`: raise `error` instead of sampling, or run it with `generation` active.
 
     Exceptions from script methods are swallowed by the webui, so a refused setting fails the job
-    here, where the UI and the API report it; and no webui hook runs after an exception, so the
-    attention hook is removed here, in a finally.
+    here, where the UI and the API report it. `p.sample` spans one batch's sampling, hires pass
+    included, and nothing else: the generation is active (and may hook the U-Net) only inside it,
+    and the hook is removed in a finally, since no webui hook runs after an exception.
     """
     unguard_sampling(p)
     original = p.sample
@@ -225,11 +251,13 @@ def guard_sampling(p: Any, *, on_exit: Callable[[], None] | None = None,
     def sample(*args, **kwargs):
         if error is not None:
             raise error
+        if generation is None:
+            return original(*args, **kwargs)
+        active.push(generation)
         try:
             return original(*args, **kwargs)
         finally:
-            if on_exit is not None:
-                on_exit()
+            active.pop(generation)
 
     setattr(sample, _GUARD_ORIGINAL, original)
     p.sample = sample
@@ -240,16 +268,28 @@ def unguard_sampling(p: Any) -> None:
         del p.sample
 
 
+def own_generation(p: Any) -> GenerationSag | None:
+    """The generation made for this very `p`; a shallow copy of a job (ADetailer's `copy(p)`) has none of its own."""
+    generation = vars(p).get(RUN_ATTR)
+    return generation if generation is not None and generation.p is p else None
+
+
 def end_generation(p: Any) -> None:
-    """Undo everything a previous job of ours may have left on `p` or the model."""
-    generation = active.get()
+    """Undo what this job's SAG left on `p` (its generation, the `p.sample` wrapper) and on the model."""
+    generation = own_generation(p)
     if generation is not None:
         generation.run.detach()
-    active.set(None)
-    own = vars(p).pop(RUN_ATTR, None)
-    if own is not None:
-        own.run.detach()
+    vars(p).pop(RUN_ATTR, None)
     unguard_sampling(p)
+
+
+def write_infotext(extra: dict, params: SagParams | None) -> None:
+    """Put this job's SAG settings into `extra`, dropping stale ones; values already there keep their place."""
+    written = params.infotext() if params is not None else {}
+    for field in INFOTEXT_FIELDS:
+        if field.infotext not in written:
+            extra.pop(field.infotext, None)
+    extra.update(written)
 
 
 class SelfAttentionGuidanceScript(scripts.Script):
@@ -281,31 +321,29 @@ class SelfAttentionGuidanceScript(scripts.Script):
 
     def process(self, p: Any, *args: Any) -> None:
         end_generation(p)
-        for key in INFOTEXT_KEYS:
-            p.extra_generation_params.pop(key, None)
         try:
             params = SagParams.from_args(without_spare_slot(args)).with_overrides(getattr(p, OVERRIDES_ATTR, None))
             if params.active:
                 find_middle_self_attention(current_unet())
         except (SagParamError, LookupError) as error:
+            write_infotext(p.extra_generation_params, None)
             guard_sampling(p, error=RuntimeError(f"Self-Attention Guidance: {error}")
                            if isinstance(error, LookupError) else error)
             return
+        write_infotext(p.extra_generation_params, params if params.enabled else None)
         if not params.enabled:
             return
         generation = GenerationSag(p, params)
         setattr(p, RUN_ATTR, generation)
-        active.set(generation)
-        p.extra_generation_params.update(params.infotext())
-        guard_sampling(p, on_exit=generation.run.detach)
+        guard_sampling(p, generation=generation)
 
     def process_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
-        generation = vars(p).get(RUN_ATTR)
+        generation = own_generation(p)
         if generation is not None:
             generation.begin_batch()
 
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
-        generation = vars(p).get(RUN_ATTR)
+        generation = own_generation(p)
         if generation is not None and generation.run.params.preview:
             generation.batch_masks = generation.where_acted()
         if generation is not None and generation.run.skipped_steps:
@@ -321,14 +359,14 @@ class SelfAttentionGuidanceScript(scripts.Script):
         self._add_preview(p, pp, paste_to=getattr(p, "paste_to", None))
 
     def _add_preview(self, p: Any, pp: Any, paste_to: Any) -> None:
-        generation = vars(p).get(RUN_ATTR)
+        generation = own_generation(p)
         if generation is not None and generation.run.params.preview:
             index_in_batch = getattr(p, "batch_index", 0)
             number = p.iteration * p.batch_size + index_in_batch  # processing.py's infotext(i) index
             generation.add_preview(pp.image, number, index_in_batch, paste_to)
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
-        generation = vars(p).get(RUN_ATTR)
+        generation = own_generation(p)
         if generation is not None and generation.previews:
             generation.append_previews(processed)
         end_generation(p)

@@ -211,14 +211,12 @@ def test_an_interrupt_ends_sampling_early_and_unhooks(ext):
     assert processed.infotexts == ["SAG scale: 0.75"]
 
 
-def test_a_hook_left_by_a_dead_job_is_removed_when_the_next_job_starts(ext):
-    script = ext.script
-    p = processing.StableDiffusionProcessing()
-    script.process(p, *ON)
-    generation = ext.module.active.get()
-    generation.run.attach(shared.sd_model.model.diffusion_model)
-    _, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
-    assert attention._forward_pre_hooks
+def test_a_job_abandoned_after_process_hooks_nothing_and_guides_no_later_job(ext):
+    """SAG is active only inside its own job's `p.sample`: a job that never samples leaves no trace."""
+    abandoned = processing.StableDiffusionProcessing()
+    ext.script.process(abandoned, *ON)
+    assert ext.module.active.get() is None
+    harness.assert_unhooked()
     off, rows = run(ext.txt2img)
     assert rows == [2] * 8
     assert ext.module.active.get() is None

@@ -41,7 +41,7 @@ def load_extension() -> Extension:
         runner = scripts.ScriptRunner(is_img2img)
         for data in scripts.scripts_data:
             if data.script_class.__module__ != "xyz_grid.py":
-                runner.add(data.script_class)
+                runner.add(data.script_class, data.path)
         with gr.Blocks():
             runner.create_ui()
         runners.append(runner)
@@ -59,11 +59,16 @@ def conds(batch: int = 1, *, tokens: int = 77, uncond_tokens: int | None = None,
     return MulticondBatch(conds_list, tensor), uncond
 
 
+def sag_script(runner: scripts.ScriptRunner) -> Any:
+    """The SAG script among the runner's always-on scripts, or None."""
+    return next((script for script in runner.alwayson_scripts if script.title() == "Self-Attention Guidance"), None)
+
+
 def sag_args(runner: scripts.ScriptRunner, *values: Any) -> list:
     """The job's flat script_args with the SAG script's slice set to `values` (defaults elsewhere)."""
     args = runner.default_args()
-    if runner.alwayson_scripts:
-        script = runner.alwayson_scripts[0]
+    script = sag_script(runner)
+    if script is not None:
         args[script.args_from:script.args_from + len(values)] = list(values)
     return args
 
@@ -72,7 +77,7 @@ def api_script_args(runner: scripts.ScriptRunner, args: list) -> list:
     """Follows Api.init_script_args (modules/api/api.py, v1.10.1): defaults, then at most the script's
     number of inputs copied from the request's `args`, the rest silently dropped."""
     script_args = runner.default_args()
-    script = runner.alwayson_scripts[0]
+    script = sag_script(runner)
     for index in range(min(script.args_to - script.args_from, len(args))):
         script_args[script.args_from + index] = args[index]
     return script_args

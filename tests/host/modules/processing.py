@@ -133,6 +133,13 @@ def decode_latent_batch(samples):
     return torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0)
 
 
+def encode_image(image):
+    """Stand-in for the VAE encoder, the inverse of `decode_latent_batch` (8x8 mean; the fourth channel 0)."""
+    pixels = torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0).permute(2, 0, 1)
+    rgb = F.avg_pool2d(((pixels * 2.0 - 1.0) * 2.0)[None], 8)
+    return torch.cat([rgb, torch.zeros_like(rgb[:, :1])], dim=1)
+
+
 def apply_overlay(image, paste_loc, overlay_size):
     """Inpainting "only masked": the generated crop pasted back at `paste_loc` into the full picture (uncrop)."""
     if paste_loc is None or overlay_size is None:

@@ -96,8 +96,9 @@ class ScriptRunner:
         self.paste_field_names = []
         self.errors = []
 
-    def add(self, script_class):
+    def add(self, script_class, path=None):
         script = script_class()
+        script.filename = path
         script.is_img2img = self.is_img2img
         script.is_txt2img = not self.is_img2img
         script.tabname = "img2img" if self.is_img2img else "txt2img"
