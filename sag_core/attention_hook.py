@@ -6,9 +6,11 @@ for the output, and the hook recomputes only the attention scores of the uncond 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .saliency import saliency_from_qk
@@ -30,65 +32,179 @@ def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
     return t.reshape(batch, tokens, heads, width // heads).transpose(1, 2)
 
 
-class SaliencyRecorder:
-    """Saliency of the uncond rows over the U-Net calls of one denoiser step.
+def locate_tile(tile: torch.Tensor, whole: torch.Tensor, tolerance: float = 1e-2) -> tuple[int, int] | None:
+    """Where `tile` (rows, C, h, w) was cut from `whole` (rows, C, H, W), each row up to a positive scale.
 
-    The webui feeds the rows of one denoiser step to the U-Net in order, in one call or in slices,
-    with the B uncond rows last; a running row cursor tells which rows of each call are uncond.
+    The U-Net sees the sampler's latent times c_in, cut into tiles by a tiler. The first row's first
+    channel finds the one offset whose normalised cross-correlation is 1; every row and channel must
+    then match there. None when no offset or several fit (a flat latent), or the rows do not match.
+    """
+    height, width = tile.shape[-2:]
+    probe, image = tile[:1, :1].float(), whole[:1, :1].float()
+    tiny = torch.finfo(torch.float32).tiny
+    correlation = F.conv2d(image, probe)[0, 0]
+    energy = F.conv2d(image * image, torch.ones_like(probe))[0, 0]
+    ncc = correlation / (energy.clamp_min(tiny).sqrt() * probe.norm().clamp_min(tiny))
+    found = (ncc > 1.0 - 1e-4).nonzero()
+    if len(found) != 1:
+        return None
+    top, left = found[0].tolist()
+    crop = whole[:, :, top:top + height, left:left + width].float()
+    tile = tile.float()
+    scale = (tile * crop).sum((1, 2, 3)) / (crop * crop).sum((1, 2, 3)).clamp_min(tiny)
+    residual = (tile - scale.view(-1, 1, 1, 1) * crop).norm() / tile.norm().clamp_min(tiny)
+    if bool((scale <= 0).any()) or residual > tolerance:
+        return None
+    return top, left
+
+
+@dataclass
+class _ModelCall:
+    """One call of the sampler's model (the CFG denoiser's inner model): its first step row and input."""
+
+    first: int
+    x: torch.Tensor
+    used: int = 0
+
+
+@dataclass
+class _Placement:
+    """Where the rows of one U-Net call sit: step row and (top, left) in the latent of each row; tile size."""
+
+    rows: list[int]
+    offsets: list[tuple[int, int]]
+    size: tuple[int, int]
+
+
+class SaliencyRecorder:
+    """Saliency of the uncond rows over the U-Net calls of one denoiser step, over the whole latent.
+
+    The webui feeds the rows of one denoiser step to its model in order, with the B uncond rows
+    last, in one call or in slices. A tiler (Tiled Diffusion) cuts each model call into tiles of
+    the latent and sends several tiles per U-Net call, each with all the rows of that model call.
+    Each U-Net row is placed (its step row, and its tile's position found in the model call's
+    input), its saliency stretched over its tile, and overlapping tiles averaged. A step in which a
+    row could not be placed, or part of an uncond row's latent was never seen, records nothing.
     """
 
     def __init__(self) -> None:
         self._active = False
         self._grid: tuple[int, int] | None = None
-        self._parts: dict[int, torch.Tensor] = {}
-        self._grids: set[tuple[int, int]] = set()
-        self._total = self._first_uncond = self._cursor = 0
+        self._x: torch.Tensor | None = None
+        self._call: _ModelCall | None = None
+        self._placement: _Placement | None = None
+        self._sum = self._count = torch.zeros(0)
+        self._first_uncond = self._cursor = 0
+        self._lost = False
 
-    def begin(self, total_rows: int, uncond_rows: int) -> None:
-        """Expect `total_rows` rows in this step, of which the last `uncond_rows` are uncond."""
-        self._active = True
-        self._total, self._first_uncond, self._cursor = total_rows, total_rows - uncond_rows, 0
-        self._parts, self._grids = {}, set()
+    def begin(self, x_in: torch.Tensor, uncond_rows: int) -> None:
+        """Expect the step's rows `x_in` (rows, C, H, W) to be fed to the model; the last `uncond_rows` are uncond."""
+        self._active, self._lost = True, False
+        self._x, self._call, self._placement = x_in, None, None
+        self._first_uncond, self._cursor = x_in.shape[0] - uncond_rows, 0
+        canvas = (uncond_rows, *x_in.shape[-2:])
+        self._sum = torch.zeros(canvas, dtype=torch.float32, device=x_in.device)
+        self._count = torch.zeros(canvas, dtype=torch.float32, device=x_in.device)
 
     def finish(self) -> tuple[torch.Tensor, tuple[int, int]] | None:
-        """Stop recording; the (B, N) saliency and its grid, or None if some uncond row was never seen."""
-        self._active = False
-        expected = self._total - self._first_uncond
-        covered = sum(part.shape[0] for part in self._parts.values())
-        if expected == 0 or covered != expected or len(self._grids) != 1:
+        """Stop recording: the (B, H*W) saliency at latent resolution and (H, W), or None if incomplete."""
+        self._active, self._x, self._call, self._placement = False, None, None, None
+        if self._lost or self._count.numel() == 0 or bool((self._count == 0).any()):
             return None
-        saliency = torch.cat([self._parts[offset] for offset in sorted(self._parts)])
-        return saliency, next(iter(self._grids))
+        size = tuple(self._sum.shape[-2:])
+        return (self._sum / self._count).flatten(1), size
+
+    def observe_model_call(self, x: torch.Tensor) -> None:
+        """A call of the sampler's model: it takes the next `x.shape[0]` rows of the step."""
+        if not self._active:
+            return
+        self._call = _ModelCall(self._cursor, x)
+        self._cursor += x.shape[0]
+
+    def observe_unet_input(self, x: torch.Tensor) -> None:
+        """Place the rows of a U-Net call (its input `x`, latent channels first)."""
+        if not self._active:
+            return
+        self._placement = None
+        rows, size = x.shape[0], tuple(x.shape[-2:])
+        call = self._call
+        if call is None:  # no model call seen this step: the U-Net call is one, on the whole latent
+            if size != tuple(self._x.shape[-2:]):
+                self._lost = True
+                return
+            call = _ModelCall(self._cursor, self._x[self._cursor:self._cursor + rows])
+            self._cursor += rows
+        if size == tuple(call.x.shape[-2:]):
+            if call.used + rows > call.x.shape[0]:
+                self._lost = True
+                return
+            first, call.used = call.first + call.used, call.used + rows
+            self._placement = _Placement(list(range(first, first + rows)), [(0, 0)] * rows, size)
+            return
+        self._placement = self._place_tiles(x, call)
+
+    def _place_tiles(self, x: torch.Tensor, call: _ModelCall) -> _Placement | None:
+        per_tile = call.x.shape[0]
+        if x.shape[0] % per_tile:
+            self._lost = True
+            return None
+        rows, offsets = [], []
+        for start in range(0, x.shape[0], per_tile):
+            offset = locate_tile(x[start:start + per_tile, :call.x.shape[1]], call.x)
+            if offset is None:
+                self._lost = True
+                return None
+            rows += range(call.first, call.first + per_tile)
+            offsets += [offset] * per_tile
+        return _Placement(rows, offsets, tuple(x.shape[-2:]))
 
     def observe_grid(self, height: int, width: int) -> None:
         self._grid = (height, width)
 
+    def uncond_rows_of_call(self, tokens: int) -> list[int]:
+        """Which rows of the U-Net call in flight are uncond rows, if its attention has `tokens` on the grid."""
+        placement, grid = self._placement, self._grid
+        if not self._active or placement is None or grid is None or grid[0] * grid[1] != tokens:
+            return []
+        return [index for index, row in enumerate(placement.rows) if row >= self._first_uncond]
+
+    def add(self, call_rows: list[int], saliency: torch.Tensor) -> None:
+        """Spread the (len(call_rows), N) saliency of those rows of the call in flight over their tiles."""
+        placement, grid = self._placement, self._grid
+        stretched = F.interpolate(saliency.float().reshape(-1, 1, *grid), size=placement.size, mode="nearest")
+        height, width = placement.size
+        for index, values in zip(call_rows, stretched[:, 0]):
+            row = placement.rows[index] - self._first_uncond
+            top, left = placement.offsets[index]
+            self._sum[row, top:top + height, left:left + width] += values
+            self._count[row, top:top + height, left:left + width] += 1.0
+
     def observe_call(self, attention: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> None:
         """Account for one call of the hooked self-attention; record saliency for its uncond rows."""
-        if not self._active:
+        call_rows = self.uncond_rows_of_call(x.shape[1])
+        if not call_rows:
             return
-        first, count = self._cursor, x.shape[0]
-        self._cursor += count
-        low, high = max(first, self._first_uncond), min(first + count, self._total)
-        grid = self._grid
-        if low >= high or grid is None or grid[0] * grid[1] != x.shape[1]:
-            return
-        rows = x[low - first:high - first]
-        keys = rows if context is None else context[low - first:high - first]
+        index = torch.tensor(call_rows, device=x.device)
+        rows = x.index_select(0, index)
+        keys = rows if context is None else context.index_select(0, index)
         if keys.shape[1] != rows.shape[1]:
             return
         heads = attention.heads
         q = _split_heads(attention.to_q(rows), heads)
         k = _split_heads(attention.to_k(keys), heads)
-        self._parts[low - self._first_uncond] = saliency_from_qk(q, k, attention.scale)
-        self._grids.add(grid)
+        self.add(call_rows, saliency_from_qk(q, k, attention.scale))
 
 
 class MiddleAttentionHook:
-    """Pre-hooks on the middle transformer (grid size) and its first attn1 (saliency); always removable."""
+    """Pre-hooks that feed a SaliencyRecorder; always removable.
 
-    def __init__(self, unet: nn.Module, recorder: SaliencyRecorder) -> None:
+    On the U-Net (where each call's rows sit), the middle transformer (grid size), its first attn1
+    (saliency) and, if given, the sampler's model (which rows each model call takes).
+    """
+
+    def __init__(self, unet: nn.Module, recorder: SaliencyRecorder, model: nn.Module | None = None) -> None:
         self.unet = unet
+        self.model = model
         self.transformer, self.attention = find_middle_self_attention(unet)
         self.recorder = recorder
         self._handles: list[Any] = []
@@ -100,13 +216,16 @@ class MiddleAttentionHook:
     def install(self) -> "MiddleAttentionHook":
         self.remove()
         self._handles = [
+            self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True),
             self.transformer.register_forward_pre_hook(self._on_transformer),
             self.attention.register_forward_pre_hook(self._on_attention, with_kwargs=True),
         ]
+        if self.model is not None:
+            self._handles.append(self.model.register_forward_pre_hook(self._on_model, with_kwargs=True))
         return self
 
     def remove(self) -> None:
-        """Remove both hooks; safe to call any number of times."""
+        """Remove every hook; safe to call any number of times."""
         handles, self._handles = self._handles, []
         for handle in handles:
             handle.remove()
@@ -116,6 +235,12 @@ class MiddleAttentionHook:
 
     def __exit__(self, *exc_info: object) -> None:
         self.remove()
+
+    def _on_model(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.recorder.observe_model_call(args[0] if args else next(iter(kwargs.values())))
+
+    def _on_unet(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.recorder.observe_unet_input(args[0] if args else kwargs["x"])
 
     def _on_transformer(self, module: nn.Module, args: tuple) -> None:
         if args:

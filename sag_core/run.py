@@ -41,12 +41,13 @@ class SagRun:
         self._inputs: _UncondInputs | None = None
         self._term: torch.Tensor | None = None
 
-    def attach(self, unet: nn.Module) -> None:
-        """Hook `unet` (moving the hook if the model changed since the last step)."""
-        if self.hook is not None and self.hook.unet is unet and self.hook.installed:
+    def attach(self, unet: nn.Module, model: nn.Module | None = None) -> None:
+        """Hook `unet` and the sampler's `model` around it (moving the hooks if either changed since the last step)."""
+        hook = self.hook
+        if hook is not None and hook.unet is unet and hook.model is model and hook.installed:
             return
         self.detach()
-        self.hook = MiddleAttentionHook(unet, self.recorder).install()
+        self.hook = MiddleAttentionHook(unet, self.recorder, model).install()
 
     def detach(self) -> None:
         """Remove the hook, if any; idempotent."""
@@ -73,7 +74,7 @@ class SagRun:
             return False
         rows = slice(x_in.shape[0] - uncond_rows, None)
         self._inputs = _UncondInputs(x_in[rows], sigma_in[rows], image_cond_in[rows], uncond)
-        self.recorder.begin(x_in.shape[0], uncond_rows)
+        self.recorder.begin(x_in, uncond_rows)
         return True
 
     def guide(self, x_out: torch.Tensor, space: OutputSpace, predict: PredictUncond) -> None:

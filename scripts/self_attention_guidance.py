@@ -12,6 +12,7 @@ from typing import Any
 
 import gradio as gr
 import numpy as np
+import torch
 from PIL import Image
 
 from modules import script_callbacks, scripts, shared
@@ -85,8 +86,9 @@ class GenerationSag:
         guided = self.run.begin_step(params.x, params.sigma, params.image_cond, params.text_uncond,
                                      rows_of(params.text_uncond), progress)
         if guided:
+            model = getattr(denoiser, "inner_model", None)
             try:
-                self.run.attach(current_unet())
+                self.run.attach(current_unet(), model if isinstance(model, torch.nn.Module) else None)
             except LookupError:
                 self.run.detach()
 

@@ -2,24 +2,17 @@
 
 import pytest
 import torch
-from einops import rearrange
+import torch.nn.functional as F
 
-from models import tiny_unet
+from models import attention_probs as ldm_probs, tiny_unet
 from modules import sd_hijack_unet
-from sag_core.attention_hook import MiddleAttentionHook, SaliencyRecorder, find_middle_self_attention
+from sag_core.attention_hook import MiddleAttentionHook, SaliencyRecorder, find_middle_self_attention, locate_tile
 from sag_core.saliency import saliency_from_probs
 
 
 @pytest.fixture(autouse=True, scope="module")
 def webui_unet_patches():
     sd_hijack_unet.apply_optimizations()
-
-
-def ldm_probs(attention, x):
-    """ldm CrossAttention's own probabilities, computed the way its original forward does."""
-    q = rearrange(attention.to_q(x), "b n (h d) -> (b h) n d", h=attention.heads)
-    k = rearrange(attention.to_k(x), "b n (h d) -> (b h) n d", h=attention.heads)
-    return (torch.einsum("b i d, b j d -> b i j", q, k) * attention.scale).softmax(-1)
 
 
 def forward(unet, x, context):
@@ -44,6 +37,7 @@ def test_a_unet_without_middle_attention_is_refused_clearly():
 
 @pytest.mark.parametrize("latent,grid", [((32, 32), (4, 4)), ((25, 33), (4, 5)), ((9, 17), (2, 3))])
 def test_grid_is_measured_at_the_hook_with_ceil_and_saliency_matches_ldm(latent, grid):
+    """Saliency comes back over the whole latent: ldm's own, on the measured token grid, stretched (nearest)."""
     unet = tiny_unet()
     _, attention = find_middle_self_attention(unet)
     recorder = SaliencyRecorder()
@@ -52,13 +46,14 @@ def test_grid_is_measured_at_the_hook_with_ceil_and_saliency_matches_ldm(latent,
     x = torch.randn(3, 4, *latent)
     context = torch.randn(3, 77, 32)
     with torch.no_grad(), MiddleAttentionHook(unet, recorder):
-        recorder.begin(total_rows=3, uncond_rows=2)
+        recorder.begin(x, uncond_rows=2)
         forward(unet, x, context)
-        saliency, measured = recorder.finish()
-    assert measured == grid
-    assert saliency.shape == (2, grid[0] * grid[1])
+        saliency, size = recorder.finish()
+    assert size == latent and saliency.shape == (2, latent[0] * latent[1])
+    assert seen["x"].shape[1] == grid[0] * grid[1]
     with torch.no_grad():
-        expected = saliency_from_probs(ldm_probs(attention, seen["x"][1:]), attention.heads)
+        tokens = saliency_from_probs(ldm_probs(attention, seen["x"][1:]), attention.heads)
+    expected = F.interpolate(tokens.reshape(2, 1, *grid), size=latent, mode="nearest").flatten(1)
     torch.testing.assert_close(saliency, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -69,7 +64,7 @@ def test_hook_leaves_the_unet_output_unchanged():
         plain = forward(unet, x, context)
         recorder = SaliencyRecorder()
         with MiddleAttentionHook(unet, recorder):
-            recorder.begin(2, 1)
+            recorder.begin(x, 1)
             hooked = forward(unet, x, context)
     assert torch.equal(plain, hooked)
     assert plain.abs().max() > 0
@@ -81,10 +76,10 @@ def test_uncond_rows_are_found_across_sliced_calls():
     x, context = torch.randn(5, 4, 16, 16), torch.randn(5, 77, 32)
     recorder = SaliencyRecorder()
     with torch.no_grad(), MiddleAttentionHook(unet, recorder):
-        recorder.begin(5, 2)
+        recorder.begin(x, 2)
         forward(unet, x, context)
         whole, _ = recorder.finish()
-        recorder.begin(5, 2)
+        recorder.begin(x, 2)
         for a in range(0, 5, 2):
             forward(unet, x[a:a + 2], context[a:a + 2])
         sliced, _ = recorder.finish()
@@ -95,7 +90,7 @@ def test_a_step_whose_uncond_rows_never_ran_records_nothing():
     unet = tiny_unet()
     recorder = SaliencyRecorder()
     with torch.no_grad(), MiddleAttentionHook(unet, recorder):
-        recorder.begin(4, 2)
+        recorder.begin(torch.randn(4, 4, 16, 16), 2)
         forward(unet, torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32))
         assert recorder.finish() is None
 
@@ -110,9 +105,9 @@ def test_hook_is_removed_when_the_forward_raises():
     unet.output_blocks[0].register_forward_pre_hook(explode)
     with pytest.raises(RuntimeError, match="boom"):
         with torch.no_grad(), MiddleAttentionHook(unet, SaliencyRecorder()) as hook:
-            assert hook.installed and len(attention._forward_pre_hooks) == 1
+            assert hook.installed and len(attention._forward_pre_hooks) == 1 and unet._forward_pre_hooks
             forward(unet, torch.randn(1, 4, 16, 16), torch.randn(1, 77, 32))
-    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks and not unet._forward_pre_hooks
 
 
 def test_remove_is_idempotent_and_install_does_not_stack():
@@ -125,3 +120,35 @@ def test_remove_is_idempotent_and_install_does_not_stack():
     hook.remove()
     hook.remove()
     assert not attention._forward_pre_hooks
+
+
+def test_locate_tile_finds_where_a_scaled_tile_was_cut_and_refuses_anything_else():
+    whole = torch.randn(2, 4, 20, 30)
+    assert locate_tile(0.3 * whole[:, :, 5:17, 7:19], whole) == (5, 7)
+    assert locate_tile(whole[:, :, :, 18:], whole) == (0, 18)
+    tilted = whole[:, :, 5:17, 7:19] * torch.linspace(0.5, 1.5, 12)
+    assert locate_tile(tilted, whole) is None
+    assert locate_tile(-whole[:, :, 5:17, 7:19], whole) is None
+    swapped = whole[:, :, 5:17, 7:19].flip(0)  # rows out of order: row 0 fits, row 1 does not
+    assert locate_tile(swapped, whole) is None
+    flat = torch.ones(1, 4, 20, 30)
+    assert locate_tile(flat[:, :, :8, :8], flat) is None
+
+
+def test_a_middle_grid_smaller_than_the_latents_is_stretched_over_the_whole_latent():
+    """Kohya Deep Shrink scales the U-Net's features down: the middle grid is not latent / 8, the input is whole."""
+    unet = tiny_unet()
+    _, attention = find_middle_self_attention(unet)
+    x = torch.randn(2, 4, 32, 32)
+    hidden = torch.randn(2, 4, attention.to_q.in_features)  # a 2 x 2 middle grid for a 32 x 32 latent
+    recorder = SaliencyRecorder()
+    with torch.no_grad():
+        recorder.begin(x, 1)
+        recorder.observe_unet_input(x)
+        recorder.observe_grid(2, 2)
+        recorder.observe_call(attention, hidden, None)
+        saliency, size = recorder.finish()
+        tokens = saliency_from_probs(ldm_probs(attention, hidden[1:]), attention.heads)
+    assert size == (32, 32)
+    expected = tokens.reshape(1, 2, 1, 2, 1).expand(1, 2, 16, 2, 16).reshape(1, 32 * 32)
+    torch.testing.assert_close(saliency, expected)

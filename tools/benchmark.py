@@ -62,16 +62,11 @@ class FullMapRecorder(SaliencyRecorder):
         """Nothing to do before the forward: the map does not exist yet."""
 
     def take_map(self, probs: torch.Tensor, rows: int) -> None:
-        """Keep the uncond rows' saliency from a (rows * heads, N, N) map, following the row cursor."""
-        if not self._active:
-            return
-        first = self._cursor
-        self._cursor += rows
-        low, high = max(first, self._first_uncond), min(first + rows, self._total)
-        if low < high and self._grid is not None:
-            maps = probs.unflatten(0, (rows, -1))[low - first:high - first]
-            self._parts[low - self._first_uncond] = maps.mean(1).sum(1)
-            self._grids.add(self._grid)
+        """Keep the uncond rows' saliency from a (rows * heads, N, N) map, placed as the recorder places them."""
+        call_rows = self.uncond_rows_of_call(probs.shape[-1])
+        if call_rows:
+            maps = probs.unflatten(0, (rows, -1))[call_rows]
+            self.add(call_rows, maps.mean(1).sum(1))
 
 
 def full_map_forward(attention: Any, recorder: FullMapRecorder, x: torch.Tensor,
@@ -94,8 +89,8 @@ class FullMapRun(SagRun):
         super().__init__(params)
         self.recorder = FullMapRecorder()
 
-    def attach(self, unet: torch.nn.Module) -> None:
-        super().attach(unet)
+    def attach(self, unet: torch.nn.Module, model: torch.nn.Module | None = None) -> None:
+        super().attach(unet, model)
         attention = self.hook.attention
         attention.forward = partial(full_map_forward, attention, self.recorder)
 

@@ -97,8 +97,9 @@ def assert_unhooked() -> None:
     """No SAG hook left on the current model's middle block."""
     from sag_core.attention_hook import find_middle_self_attention
 
-    transformer, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
-    assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+    unet = shared.sd_model.model.diffusion_model
+    transformer, attention = find_middle_self_attention(unet)
+    assert not unet._forward_pre_hooks and not transformer._forward_pre_hooks and not attention._forward_pre_hooks
 
 
 def reset_host_state() -> None:

@@ -8,6 +8,7 @@ cannot be imported without pytorch_lightning): conds arrive as `c_crossattn` / `
 import math
 
 import torch
+from einops import rearrange
 from ldm.modules.diffusionmodules.openaimodel import UNetModel
 from torch import nn
 
@@ -16,6 +17,13 @@ def sd_alphas_cumprod(steps: int = 1000) -> torch.Tensor:
     """The SD1/SD2 "scaled linear" schedule (linear_start 0.00085, linear_end 0.012)."""
     betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, steps, dtype=torch.float64) ** 2
     return torch.cumprod(1.0 - betas, dim=0).float()
+
+
+def attention_probs(attention: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """ldm CrossAttention's own self-attention probabilities ((b h), n, n), as its original forward computes them."""
+    q = rearrange(attention.to_q(x), "b n (h d) -> (b h) n d", h=attention.heads)
+    k = rearrange(attention.to_k(x), "b n (h d) -> (b h) n d", h=attention.heads)
+    return (torch.einsum("b i d, b j d -> b i j", q, k) * attention.scale).softmax(-1)
 
 
 def rerandomise(module: nn.Module, seed: int) -> nn.Module:
