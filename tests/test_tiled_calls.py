@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 import harness
-from extensions.tiled_diffusion import TiledDiffusionScript
+from extensions.tiled_diffusion import MixtureOfDiffusers, TiledDiffusionScript
 from models import attention_probs
 from modules import script_callbacks, shared
 from sag_core.attention_hook import find_middle_self_attention
@@ -72,14 +72,16 @@ def placed_saliency(attention, inputs, calls, rows_per_tile, uncond_rows, latent
     return total / count
 
 
-@pytest.mark.parametrize("sampler,width,height,tile,overlap,tile_bs", [
-    ("Euler a", 384, 384, 32, 16, 2),   # 2 x 2 tiles of 32 at multiples of 8, two tiles per U-Net call
-    ("Euler a", 400, 304, 24, 8, 4),    # 3 x 2 tiles of 24 at x 0/13/26, y 0/14, three per call
-    ("DDIM", 384, 384, 32, 16, 2),      # the timesteps denoiser, tiled the same way
+@pytest.mark.parametrize("sampler,width,height,tile,overlap,tile_bs,mixture", [
+    ("Euler a", 384, 384, 32, 16, 2, False),   # 2 x 2 tiles of 32 at multiples of 8, two tiles per U-Net call
+    ("Euler a", 400, 304, 24, 8, 4, False),    # 3 x 2 tiles of 24 at x 0/13/26, y 0/14, three per call
+    ("DDIM", 384, 384, 32, 16, 2, False),      # the timesteps denoiser, tiled the same way
+    ("Euler a", 400, 304, 24, 8, 4, True),     # Mixture of Diffusers: apply_model tiled, inputs scaled by c_in
 ])
 def test_tiled_saliency_is_each_tiles_own_placed_where_the_tile_was_cut_and_averaged(
-        ext, sampler, width, height, tile, overlap, tile_bs):
-    runner, tiler = with_tiler(ext, tile=tile, overlap=overlap, tile_bs=tile_bs)
+        ext, sampler, width, height, tile, overlap, tile_bs, mixture):
+    method = {"method": MixtureOfDiffusers} if mixture else {}
+    runner, tiler = with_tiler(ext, tile=tile, overlap=overlap, tile_bs=tile_bs, **method)
     job = dict(sampler_name=sampler, width=width, height=height, steps=4)
     with FirstStep(ext) as first:
         on = harness.run_job(runner, ON, **job)

@@ -7,8 +7,9 @@ is replaced: the latent is split into overlapping tiles, the tiles are batched, 
 bringing all N rows of that model call (`cat([x_in[bbox.slicer] for bbox in bboxes])`, tile-major), sigma and the
 conditioning are repeated per tile (an image conditioning of the latent's size is cut like x), and the outputs are
 summed into a buffer and divided by the number of tiles over each cell. A latent of another size than the one the
-tiler was set up for (a hires pass) goes through untiled. The real extension hooks each sampler when it is created
-(it wraps `sd_samplers.create_sampler`); here `process_before_every_sampling` hooks `p.sampler`.
+tiler was set up for (a hires pass) goes through untiled. Mixture of Diffusers (`MixtureOfDiffusers`) tiles the
+model's `apply_model` instead. The real extension hooks each sampler when it is created (it wraps
+`sd_samplers.create_sampler`); here `process_before_every_sampling` hooks `p.sampler` (or the model).
 Not reproduced: custom regions, noise inversion, ControlNet tile switching.
 """
 
@@ -16,7 +17,7 @@ import math
 
 import torch
 
-from modules import scripts
+from modules import scripts, shared
 
 
 class BBox:
@@ -65,6 +66,10 @@ class MultiDiffusion:
         self.sampler_forward = inner.forward
         inner.forward = self.tiled_forward
 
+    def unhook(self) -> None:
+        pass  # the sampler goes with the job
+
+
     def repeat_cond_dict(self, cond: dict, bboxes: list) -> dict:
         n = len(bboxes)
         out = dict(cond)
@@ -93,9 +98,23 @@ class MultiDiffusion:
         return torch.where(self.weights > 1, buffer / self.weights, buffer)
 
 
+class MixtureOfDiffusers(MultiDiffusion):
+    """tile_methods/mixtureofdiffusers.py `hook`/`apply_model_hijack`: the model's `apply_model` is tiled
+    instead, so the U-Net gets tiles of the latent already scaled by c_in (uniform tile weights here)."""
+
+    def hook(self) -> None:
+        model = shared.sd_model
+        self.sampler_forward = model.apply_model
+        model.apply_model = self.tiled_forward
+
+    def unhook(self) -> None:
+        vars(shared.sd_model).pop("apply_model", None)
+
+
 class TiledDiffusionScript(scripts.Script):
-    def __init__(self, tile: int = 32, overlap: int = 16, tile_bs: int = 2, distort=None) -> None:
-        self.tile, self.overlap, self.tile_bs, self.distort = tile, overlap, tile_bs, distort
+    def __init__(self, tile: int = 32, overlap: int = 16, tile_bs: int = 2, distort=None,
+                 method: type = MultiDiffusion) -> None:
+        self.tile, self.overlap, self.tile_bs, self.distort, self.method = tile, overlap, tile_bs, distort, method
         self.delegates: list[MultiDiffusion] = []
 
     def title(self):
@@ -107,7 +126,11 @@ class TiledDiffusionScript(scripts.Script):
     def process_before_every_sampling(self, p, *args, **kwargs):
         if p.is_hr_pass:
             return
-        delegate = MultiDiffusion(p.sampler, p.height // 8, p.width // 8, self.tile, self.overlap, self.tile_bs,
-                                  self.distort)
+        delegate = self.method(p.sampler, p.height // 8, p.width // 8, self.tile, self.overlap, self.tile_bs,
+                               self.distort)
         delegate.hook()
         self.delegates.append(delegate)
+
+    def postprocess(self, p, processed, *args):
+        for delegate in self.delegates:
+            delegate.unhook()
