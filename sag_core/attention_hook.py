@@ -74,6 +74,7 @@ class _Placement:
     rows: list[int]
     offsets: list[tuple[int, int]]
     size: tuple[int, int]
+    seen: bool = False  # the hooked attention ran in this U-Net call
 
 
 class SaliencyRecorder:
@@ -162,9 +163,20 @@ class SaliencyRecorder:
         self._grid = (height, width)
 
     def uncond_rows_of_call(self, tokens: int) -> list[int]:
-        """Which rows of the U-Net call in flight are uncond rows, if its attention has `tokens` on the grid."""
+        """Which rows of the U-Net call in flight are uncond rows, if its attention has `tokens` on the grid.
+
+        The hooked attention runs once per U-Net call. A second run inside the same call (ControlNet's
+        reference mode runs the blocks on its reference latent too) leaves unknown which run is the
+        image's, so the step records nothing.
+        """
         placement, grid = self._placement, self._grid
-        if not self._active or placement is None or grid is None or grid[0] * grid[1] != tokens:
+        if not self._active or placement is None:
+            return []
+        if placement.seen:
+            self._lost = True
+            return []
+        placement.seen = True
+        if grid is None or grid[0] * grid[1] != tokens:
             return []
         return [index for index, row in enumerate(placement.rows) if row >= self._first_uncond]
 

@@ -152,3 +152,24 @@ def test_a_middle_grid_smaller_than_the_latents_is_stretched_over_the_whole_late
     assert size == (32, 32)
     expected = tokens.reshape(1, 2, 1, 2, 1).expand(1, 2, 16, 2, 16).reshape(1, 32 * 32)
     torch.testing.assert_close(saliency, expected)
+
+
+def test_a_second_run_of_the_middle_attention_within_one_unet_call_records_nothing():
+    """ControlNet's reference mode runs the U-Net blocks on a reference latent inside the same U-Net call."""
+    unet = tiny_unet()
+    _, attention = find_middle_self_attention(unet)
+    x = torch.randn(2, 4, 16, 16)
+    hidden = torch.randn(2, 4, attention.to_q.in_features)
+    recorder = SaliencyRecorder()
+    with torch.no_grad():
+        recorder.begin(x, 1)
+        recorder.observe_unet_input(x)
+        recorder.observe_grid(2, 2)
+        recorder.observe_call(attention, hidden, None)
+        assert recorder.finish() is not None
+        recorder.begin(x, 1)
+        recorder.observe_unet_input(x)
+        recorder.observe_grid(2, 2)
+        recorder.observe_call(attention, torch.randn_like(hidden), None)
+        recorder.observe_call(attention, hidden, None)
+        assert recorder.finish() is None
