@@ -95,6 +95,19 @@ OVERRIDES_ATTR = "sag_overrides"
 """Attribute of a job object carrying per-job overrides {attr: value}, as X/Y/Z cells set them."""
 
 
+def values_sent_after_dict(tail: Sequence[Any]) -> int:
+    """How many values a client sent after a dict of named fields, as far as can be told.
+
+    The webui's API pads a script's args with its UI defaults, so the client's own values end at
+    the last one that differs from its position's default (or lies beyond the script's inputs).
+    """
+    sent = 0
+    for position, value in enumerate(tail, start=1):
+        if position >= len(FIELDS) or value != FIELDS[position].default:
+            sent = position
+    return sent
+
+
 @dataclass(frozen=True)
 class SagParams:
     """Validated SAG settings; building one with a bad value raises SagParamError."""
@@ -139,11 +152,11 @@ class SagParams:
         followed by default values; anything else after it is refused.
         """
         if args and isinstance(args[0], Mapping):
-            extra = [value for value, field in zip(args[1:], FIELDS[1:]) if value != field.default]
-            if extra or len(args) > len(FIELDS):
+            sent = values_sent_after_dict(args[1:])
+            if sent:
                 raise SagParamError(
                     "args", "args: named fields given as a dict must be the only value in args; "
-                    f"got {len(args) - 1} more value(s) after it")
+                    f"got {sent} more value(s) after it")
             return cls.from_mapping(args[0])
         if len(args) > len(FIELDS):
             raise SagParamError(

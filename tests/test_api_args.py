@@ -46,7 +46,7 @@ BAD_INPUTS = [
     ([{"enabled": True, "scale": "0.5"}], "scale", "got '0.5'"),
     ([{"enabled": True, "blur_sigma": math.nan}], "blur_sigma", "got nan"),
     ([{"enabled": True, "start": 0.9, "end": 0.1}], "start", "must not be after end"),
-    ([{"enabled": True}, 0.3], "args", "must be the only value in args"),
+    ([{"enabled": True}, 0.3], "args", "must be the only value in args; got 1 more value"),
 ]
 
 GOOD_INPUTS = [

@@ -115,5 +115,16 @@ def test_named_dict_padded_with_defaults_by_the_webui_api_is_accepted():
 
 
 def test_named_dict_followed_by_other_values_is_refused():
-    with pytest.raises(SagParamError, match="must be the only value in args"):
-        SagParams.from_args([{"enabled": True}, 0.5, 2.0])
+    with pytest.raises(SagParamError, match="must be the only value in args; got 2 more value"):
+        SagParams.from_args([{"enabled": True}, 0.5, 3.0])
+
+
+@pytest.mark.parametrize("tail,sent", [
+    ([0.3], 1),
+    ([0.3, 2.0, 1.0, 0.0, 1.0, False], 1),         # the API padded one extra value with the defaults
+    ([0.75, 2.0, 1.0, 0.0, 0.5, False], 5),         # the fifth value is the client's, the rest padding
+    ([0.75, 2.0, 1.0, 0.0, 1.0, False, "x"], 7),    # one beyond the script's inputs (the spare slot)
+])
+def test_a_dict_followed_by_values_is_reported_with_the_count_the_client_sent(tail, sent):
+    with pytest.raises(SagParamError, match=f"got {sent} more value\\(s\\) after it"):
+        SagParams.from_args([{"enabled": True}, *tail])
