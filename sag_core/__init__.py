@@ -4,5 +4,6 @@ This package knows nothing of the webui or gradio: `scripts/` adapts the host to
 """
 
 from .params import FIELDS, Field, SagParamError, SagParams
+from .version import __version__
 
-__all__ = ["FIELDS", "Field", "SagParamError", "SagParams"]
+__all__ = ["FIELDS", "Field", "SagParamError", "SagParams", "__version__"]

@@ -22,6 +22,7 @@ from sag_core.params import FIELDS, FIELDS_BY_ATTR, INFOTEXT_FIELDS, OVERRIDES_A
 from sag_core.preview import mask_overlay
 from sag_core.run import SagRun
 from sag_core.spaces import EpsSpace, X0Space
+from sag_core.version import __version__
 
 TITLE = "Self-Attention Guidance"
 RUN_ATTR = "_sag_generation"
@@ -379,3 +380,4 @@ script_callbacks.on_cfg_denoised(on_cfg_denoised)
 script_callbacks.on_cfg_after_cfg(on_cfg_after_cfg)
 script_callbacks.on_script_unloaded(on_script_unloaded)
 script_callbacks.on_infotext_pasted(on_infotext_pasted)
+print(f"[Self-Attention Guidance] sd-webui-sag {__version__}")

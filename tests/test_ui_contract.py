@@ -46,3 +46,23 @@ def test_install_says_clearly_that_older_webuis_are_not_supported(tmp_path):
     result = subprocess.run([sys.executable, make_webui(tmp_path, False)], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
     assert "needs AUTOMATIC1111 webui 1.6.0 or newer" in result.stdout
+
+
+def test_one_version_in_pyproject_changelog_readme_and_the_start_up_line():
+    from sag_core.version import __version__
+
+    pyproject = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    changelog = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
+    assert pyproject == changelog == __version__
+    assert f"Version {__version__}" in (ROOT / "README.md").read_text()
+    load = ("import sys; sys.path[:0] = ['tests/host', '.']; import harness; harness.load_extension()")
+    result = subprocess.run([sys.executable, "-c", load], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count(f"[Self-Attention Guidance] sd-webui-sag {__version__}") == 1
+
+
+def test_license_and_metadata_name_the_extension_as_pyproject_does():
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")
+    assert 'license = { file = "LICENSE" }' in (ROOT / "pyproject.toml").read_text()
+    metadata = (ROOT / "metadata.ini").read_text()
+    assert re.search(r"^\[Extension\]\nName = sd-webui-sag$", metadata, re.M)

@@ -112,6 +112,8 @@ class ScriptRunner:
         for script in self.alwayson_scripts:
             script.args_from = len(self.inputs)
             controls = script.ui(script.is_img2img)
+            for control in controls or []:
+                control.custom_script_source = os.path.basename(script.filename or "")
             script.name = script.title().lower()
             self.inputs.extend(controls or [])
             script.args_to = len(self.inputs)
