@@ -13,6 +13,7 @@ from sag_core.params import FIELDS, OVERRIDES_ATTR, Field
 
 AXIS_PREFIX = "[SAG] "
 XYZ_MODULE_NAMES = ("xyz_grid.py", "scripts.xyz_grid")
+SCRIPT_MODULE_NAME = "self_attention_guidance.py"
 
 
 def axis_label(field: Field) -> str:
@@ -25,6 +26,14 @@ def find_xyz_module() -> Any | None:
         if data.script_class.__module__ in XYZ_MODULE_NAMES and hasattr(data.module, "AxisOption"):
             return data.module
     return None
+
+
+def sag_runs_here() -> bool:
+    """Whether the SAG script itself is active in this webui (it stays inactive on hosts it does not support)."""
+    for data in scripts.scripts_data:
+        if data.script_class.__module__ == SCRIPT_MODULE_NAME:
+            return getattr(data.module, "UNSUPPORTED", None) is None
+    return False
 
 
 def apply_override(field: Field) -> Callable[[Any, Any, Any], None]:
@@ -43,7 +52,7 @@ def confirm_values(field: Field) -> Callable[[Any, Any], None]:
 def register_axes() -> None:
     """Add one axis per numeric SAG field, unless an earlier UI build already added them."""
     xyz = find_xyz_module()
-    if xyz is None or any(option.label.startswith(AXIS_PREFIX) for option in xyz.axis_options):
+    if xyz is None or not sag_runs_here() or any(option.label.startswith(AXIS_PREFIX) for option in xyz.axis_options):
         return
     for field in FIELDS:
         if not field.is_bool:

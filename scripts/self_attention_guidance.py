@@ -6,6 +6,7 @@ The maths live in `sag_core`; this file only adapts the webui's script and CFG-d
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 import weakref
 from typing import Any
@@ -15,8 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import script_callbacks, scripts, shared
-from modules.ui_components import InputAccordion
+from modules import script_callbacks, scripts, shared, ui_components
 from sag_core.attention_hook import find_middle_self_attention
 from sag_core.params import FIELDS, FIELDS_BY_ATTR, INFOTEXT_FIELDS, OVERRIDES_ATTR, SagParamError, SagParams
 from sag_core.preview import mask_overlay
@@ -32,6 +32,28 @@ FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_thresho
 _GUARD_ORIGINAL = "__sag_original_sample__"
 LATENT_SCALE = 8  # pixels per latent cell in every SD family the webui runs
 HAS_AFTER_COMPOSITE = hasattr(scripts.Script, "postprocess_image_after_composite")  # webui 1.8+
+
+
+def unsupported_host() -> str | None:
+    """Why SAG cannot run in this webui, or None where it can (AUTOMATIC1111 1.6 or newer).
+
+    Each fork is told apart by what only it has (SD.Next: `shared.Backend`; Forge and reForge: the
+    `modules_forge` package, reForge's own options), so A1111 is never mistaken for one of them.
+    """
+    if hasattr(shared, "Backend") or hasattr(shared, "native"):
+        return ("SD.Next is not supported: it replaced SAG with Perturbed-Attention Guidance; use its "
+                "'Attention guidance' setting under Guidance instead")
+    if "modules_forge" in sys.modules or importlib.util.find_spec("modules_forge") is not None:
+        shared_options = sys.modules.get("modules.shared_options")
+        fork = "reForge" if "reforge_karras_rho" in getattr(shared_options, "options_templates", {}) else "Forge"
+        return (f"{fork} is not supported: it has its own SAG; use its built-in "
+                "'SelfAttentionGuidance Integrated' script instead")
+    if not hasattr(ui_components, "InputAccordion"):
+        return "this webui is older than 1.6.0, which SAG needs; update the webui (git pull)"
+    return None
+
+
+UNSUPPORTED = unsupported_host()
 
 
 def current_unet() -> Any:
@@ -300,11 +322,11 @@ class SelfAttentionGuidanceScript(scripts.Script):
         return TITLE
 
     def show(self, is_img2img: bool) -> Any:
-        return scripts.AlwaysVisible
+        return scripts.AlwaysVisible if UNSUPPORTED is None else False
 
     def ui(self, is_img2img: bool) -> list:
         enabled_field, *slider_fields, preview_field = FIELDS
-        with InputAccordion(enabled_field.default, label=enabled_field.label,
+        with ui_components.InputAccordion(enabled_field.default, label=enabled_field.label,
                             elem_id=self.elem_id(enabled_field.attr)) as enabled:
             with gr.Row():
                 sliders = [self._slider(f) for f in slider_fields[:3]]
@@ -375,9 +397,12 @@ class SelfAttentionGuidanceScript(scripts.Script):
         end_generation(p)
 
 
-script_callbacks.on_cfg_denoiser(on_cfg_denoiser)
-script_callbacks.on_cfg_denoised(on_cfg_denoised)
-script_callbacks.on_cfg_after_cfg(on_cfg_after_cfg)
-script_callbacks.on_script_unloaded(on_script_unloaded)
-script_callbacks.on_infotext_pasted(on_infotext_pasted)
-print(f"[Self-Attention Guidance] sd-webui-sag {__version__}")
+if UNSUPPORTED is None:
+    script_callbacks.on_cfg_denoiser(on_cfg_denoiser)
+    script_callbacks.on_cfg_denoised(on_cfg_denoised)
+    script_callbacks.on_cfg_after_cfg(on_cfg_after_cfg)
+    script_callbacks.on_script_unloaded(on_script_unloaded)
+    script_callbacks.on_infotext_pasted(on_infotext_pasted)
+    print(f"[Self-Attention Guidance] sd-webui-sag {__version__}")
+else:
+    print(f"[Self-Attention Guidance] sd-webui-sag {__version__} is inactive: {UNSUPPORTED}.")

@@ -27,25 +27,14 @@ def test_hints_only_extend_the_webui_titles_map():
     assert "document." not in source
 
 
-def make_webui(tmp_path: Path, version_16: bool) -> Path:
-    (tmp_path / "modules").mkdir()
-    if version_16:
-        (tmp_path / "modules" / "sd_samplers_cfg_denoiser.py").write_text("")
+def test_install_is_silent_and_installs_nothing(tmp_path):
+    """The webui runs install.py at every start-up; host support is said once, when the script loads."""
     extension = tmp_path / "extensions" / "sd-webui-sag"
     extension.mkdir(parents=True)
     (extension / "install.py").write_text((ROOT / "install.py").read_text())
-    return extension / "install.py"
-
-
-def test_install_is_silent_on_a_supported_webui(tmp_path):
-    result = subprocess.run([sys.executable, make_webui(tmp_path, True)], capture_output=True, text=True, timeout=60)
+    result = subprocess.run([sys.executable, extension / "install.py"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout == "" and result.stderr == ""
-
-
-def test_install_says_clearly_that_older_webuis_are_not_supported(tmp_path):
-    result = subprocess.run([sys.executable, make_webui(tmp_path, False)], capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0
-    assert "needs AUTOMATIC1111 webui 1.6.0 or newer" in result.stdout
+    assert "import" not in (ROOT / "install.py").read_text()
 
 
 def test_one_version_in_pyproject_changelog_readme_and_the_start_up_line():
