@@ -53,6 +53,8 @@ def assert_sag_changed(on, off) -> None:
 
 def script_info(webui: WebuiClient, name: str, is_img2img: bool) -> dict:
     scripts = webui.get("/sdapi/v1/script-info").body
+    if not isinstance(scripts, list):  # webui 1.6.0 fails to validate gradio 3.41's (label, value) choices
+        pytest.skip(f"this webui's /sdapi/v1/script-info fails (fixed in 1.7.0): {str(scripts)[:120]}")
     return next(s for s in scripts if s["name"] == name and s["is_img2img"] == is_img2img)
 
 
@@ -91,6 +93,9 @@ def test_infotext_carries_the_settings_and_png_info_reads_them_back(webui, size,
     assert "SAG start" not in text  # defaults other than the scale are left out
     read = webui.post("/sdapi/v1/png-info", {"image": "data:image/png;base64," + answer.body["images"][0]})
     assert read.status == 200, read.body
+    if "parameters" not in read.body:  # webui 1.6 answers the text only; 1.7 added the parsed parameters
+        assert read.body["info"] == text
+        return
     parameters = read.body["parameters"]
     assert (parameters["SAG scale"], parameters["SAG blur sigma"], parameters["SAG end"]) == (0.6, 3.0, 0.8)
     assert parameters["SAG start"] == 0.0  # filled in by the extension's paste callback
