@@ -56,11 +56,11 @@ def test_install_from_url_then_restart_shows_sag_in_both_tabs_and_it_generates(f
             page.locator("#tabs_extensions > .tab-nav > button", has_text="Install from URL").click()
             page.get_by_label("URL for extension's git repository").fill(repo_url)
             page.get_by_label("Local directory name").fill(DIRNAME)
-            page.locator("#tab_extensions button", has_text=re.compile(r"^Install$")).click()
-            expect(page.locator("#extension_install_result")).to_contain_text(f"Installed into", timeout=300_000)
+            page.locator("#tab_extensions").get_by_role("button", name="Install", exact=True).click()
+            expect(page.locator("#extension_install_result").first).to_contain_text("Installed into", timeout=300_000)
 
             page.locator("#tabs_extensions > .tab-nav > button", has_text="Installed").click()
-            installed = page.locator("#extensions_installed_html")
+            installed = page.locator("#extensions_installed_html").first
             expect(installed).to_contain_text(DIRNAME)
             ARTIFACT_PNG.parent.mkdir(parents=True, exist_ok=True)
             installed.screenshot(path=str(ARTIFACT_PNG))
@@ -68,7 +68,7 @@ def test_install_from_url_then_restart_shows_sag_in_both_tabs_and_it_generates(f
                 installed.screenshot(path=str(DOCS_PNG))
                 assert DOCS_PNG.stat().st_size < DOCS_IMAGE_LIMIT
 
-            page.locator("#tab_extensions button", has_text=re.compile(r"^Apply and restart UI$")).click()
+            page.locator("#tab_extensions").get_by_role("button", name="Apply and restart UI").click()
             accordion = page.locator("#script_txt2img_selfattention_guidance_enabled")
             accordion.wait_for(state="visible", timeout=600_000)  # the page reloads itself once the webui is back
             page.wait_for_function("() => typeof titles !== 'undefined' && 'SAG scale' in titles")

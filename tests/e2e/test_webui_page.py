@@ -72,7 +72,8 @@ def test_the_accordion_is_closed_and_hinted_and_generates_a_preview(page, size, 
     page.locator("#txt2img_generate").click()
     thumbnails = page.locator("#txt2img_gallery .thumbnails .thumbnail-item")  # the strip under the large view
     expect(thumbnails).to_have_count(2, timeout=int(os.environ.get("SAG_E2E_TIMEOUT", "1800")) * 1000)
-    expect(page.locator("#html_info_txt2img").last).to_contain_text("SAG scale: 0.75")
+    default_scale = os.environ.get("SAG_E2E_SAVED_SCALE", "").strip() or "0.75"  # see the last test
+    expect(page.locator("#html_info_txt2img").last).to_contain_text(f"SAG scale: {default_scale}")
 
     page.mouse.move(0, 0)
     gallery = page.locator("#txt2img_gallery_container")
@@ -83,3 +84,26 @@ def test_the_accordion_is_closed_and_hinted_and_generates_a_preview(page, size, 
         page.mouse.move(0, 0)
         gallery.screenshot(path=str(DOCS_JPG), type="jpeg", quality=85, animations="disabled")
         assert DOCS_JPG.stat().st_size < DOCS_IMAGE_LIMIT
+
+
+def test_a_scale_saved_in_ui_config_is_the_sliders_default_after_a_restart(page, size, steps):
+    """Opt-in: start the webui with ui-config.json holding
+    `"customscript/self_attention_guidance.py/txt2img/SAG scale/value": V` (what Settings → Defaults → Apply
+    writes; the key's shape is pinned by tests/test_upgrade_keys.py) and set SAG_E2E_SAVED_SCALE=V.
+    The webui applies saved defaults to its page only; API requests keep the code's defaults."""
+    from playwright.sync_api import expect
+
+    saved = os.environ.get("SAG_E2E_SAVED_SCALE", "").strip()
+    if not saved:
+        pytest.skip("set SAG_E2E_SAVED_SCALE to the SAG scale saved in the webui's ui-config.json")
+    page.reload(wait_until="domcontentloaded")
+    header = page.locator(f"#{ACCORDION} .label-wrap")
+    header.wait_for(state="visible")
+    expect(page.locator("#script_txt2img_selfattention_guidance_scale input[type=number]")).to_have_value(saved)
+    page.locator("#txt2img_prompt textarea").fill("a lighthouse at dusk")
+    for elem_id, value in (("txt2img_width", size), ("txt2img_height", size), ("txt2img_steps", steps)):
+        set_number(page, elem_id, value)
+    header.click()
+    expect(header).to_have_class(OPEN)
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img").last).to_contain_text(f"SAG scale: {saved}")
