@@ -165,9 +165,9 @@ class SaliencyRecorder:
     def uncond_rows_of_call(self, tokens: int) -> list[int]:
         """Which rows of the U-Net call in flight are uncond rows, if its attention has `tokens` on the grid.
 
-        The hooked attention runs once per U-Net call. A second run inside the same call (ControlNet's
-        reference mode runs the blocks on its reference latent too) leaves unknown which run is the
-        image's, so the step records nothing.
+        The hooked attention runs once per U-Net call. A second run inside the same call (an extension
+        running the blocks on another latent as well) leaves unknown which run is the image's, so the
+        step records nothing.
         """
         placement, grid = self._placement, self._grid
         if not self._active or placement is None:
