@@ -135,19 +135,23 @@ def test_locate_tile_finds_where_a_scaled_tile_was_cut_and_refuses_anything_else
     assert locate_tile(flat[:, :, :8, :8], flat) is None
 
 
+def one_unet_call_on_a_2x2_grid(attention, x, *hidden_runs):
+    """One denoiser step (last row uncond) of one whole-latent U-Net call whose middle attention ran on `hidden_runs`."""
+    recorder = SaliencyRecorder()
+    recorder.begin(x, 1)
+    recorder.observe_unet_input(x)
+    recorder.observe_grid(2, 2)
+    for hidden in hidden_runs:
+        recorder.observe_call(attention, hidden, None)
+    return recorder.finish()
+
+
 def test_a_middle_grid_smaller_than_the_latents_is_stretched_over_the_whole_latent():
     """Kohya Deep Shrink scales the U-Net's features down: the middle grid is not latent / 8, the input is whole."""
-    unet = tiny_unet()
-    _, attention = find_middle_self_attention(unet)
-    x = torch.randn(2, 4, 32, 32)
+    _, attention = find_middle_self_attention(tiny_unet())
     hidden = torch.randn(2, 4, attention.to_q.in_features)  # a 2 x 2 middle grid for a 32 x 32 latent
-    recorder = SaliencyRecorder()
     with torch.no_grad():
-        recorder.begin(x, 1)
-        recorder.observe_unet_input(x)
-        recorder.observe_grid(2, 2)
-        recorder.observe_call(attention, hidden, None)
-        saliency, size = recorder.finish()
+        saliency, size = one_unet_call_on_a_2x2_grid(attention, torch.randn(2, 4, 32, 32), hidden)
         tokens = saliency_from_probs(ldm_probs(attention, hidden[1:]), attention.heads)
     assert size == (32, 32)
     expected = tokens.reshape(1, 2, 1, 2, 1).expand(1, 2, 16, 2, 16).reshape(1, 32 * 32)
@@ -155,21 +159,10 @@ def test_a_middle_grid_smaller_than_the_latents_is_stretched_over_the_whole_late
 
 
 def test_a_second_run_of_the_middle_attention_within_one_unet_call_records_nothing():
-    """ControlNet's reference mode runs the U-Net blocks on a reference latent inside the same U-Net call."""
-    unet = tiny_unet()
-    _, attention = find_middle_self_attention(unet)
+    """An extension that runs the U-Net blocks on another latent inside the same U-Net call: which run is ours?"""
+    _, attention = find_middle_self_attention(tiny_unet())
     x = torch.randn(2, 4, 16, 16)
     hidden = torch.randn(2, 4, attention.to_q.in_features)
-    recorder = SaliencyRecorder()
     with torch.no_grad():
-        recorder.begin(x, 1)
-        recorder.observe_unet_input(x)
-        recorder.observe_grid(2, 2)
-        recorder.observe_call(attention, hidden, None)
-        assert recorder.finish() is not None
-        recorder.begin(x, 1)
-        recorder.observe_unet_input(x)
-        recorder.observe_grid(2, 2)
-        recorder.observe_call(attention, torch.randn_like(hidden), None)
-        recorder.observe_call(attention, hidden, None)
-        assert recorder.finish() is None
+        assert one_unet_call_on_a_2x2_grid(attention, x, hidden) is not None
+        assert one_unet_call_on_a_2x2_grid(attention, x, torch.randn_like(hidden), hidden) is None
