@@ -121,6 +121,8 @@ class SaliencyRecorder:
             return
         self._call = _ModelCall(self._cursor, x)
         self._cursor += x.shape[0]
+        if self._cursor > self._x.shape[0]:  # more rows than the step has: someone else's call too
+            self._lost = True
 
     def observe_unet_input(self, x: torch.Tensor) -> None:
         """Place the rows of a U-Net call (its input `x`, latent channels first)."""
@@ -170,7 +172,7 @@ class SaliencyRecorder:
         step records nothing.
         """
         placement, grid = self._placement, self._grid
-        if not self._active or placement is None:
+        if not self._active or self._lost or placement is None:
             return []
         if placement.seen:
             self._lost = True

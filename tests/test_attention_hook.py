@@ -166,3 +166,17 @@ def test_a_second_run_of_the_middle_attention_within_one_unet_call_records_nothi
     with torch.no_grad():
         assert one_unet_call_on_a_2x2_grid(attention, x, hidden) is not None
         assert one_unet_call_on_a_2x2_grid(attention, x, torch.randn_like(hidden), hidden) is None
+
+
+def test_a_model_call_beyond_the_steps_rows_records_nothing_and_raises_nothing():
+    """An extension calling the sampler's model once more in a step: its rows cannot be the step's."""
+    unet = tiny_unet()
+    recorder = SaliencyRecorder()
+    x, context = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32)
+    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+        recorder.begin(x, 1)
+        recorder.observe_model_call(x)
+        forward(unet, x, context)
+        recorder.observe_model_call(x)
+        forward(unet, x, context)
+        assert recorder.finish() is None
