@@ -6,6 +6,7 @@
     SAG_E2E_SIZE          image side in pixels (default 256; a multiple of 8)
     SAG_E2E_STEPS         sampling steps per image (default 8)
     SAG_E2E_TIMEOUT       seconds to wait for one request (default 1800)
+    SAG_E2E_CONTROLNET_MODEL  optional: the ControlNet model for test_webui_controlnet.py, by its listed name
 """
 
 from __future__ import annotations
