@@ -3,7 +3,8 @@
 Needs ControlNet installed beside SAG with at least one SD1.5 ControlNet model (skipped otherwise;
 `SAG_E2E_CONTROLNET_MODEL` picks one by its listed name, else the first listed). ControlNet v1.1.4xx
 has no per-model yaml: it builds an SD1.5 ControlNet of fixed widths from the model's keys, so the
-checkpoint must have SD1.5's U-Net widths (any weights). How our runs were set up: README, "Compatibility".
+checkpoint must have SD1.5's U-Net widths (any weights). How our runs were set up: README,
+"Compatibility"; `tools/e2e/build-webui.sh --controlnet TAG` builds such a host.
 
 How ControlNet tells cond from uncond rows (scripts/hook.py, v1.1.455): before sampling it prepends a
 marker token to every prompt conditioning (+1024 for the prompt, -1024 for the negative prompt); its
