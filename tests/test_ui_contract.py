@@ -38,10 +38,11 @@ def test_install_is_silent_and_installs_nothing(tmp_path):
 
 
 def test_one_version_in_pyproject_changelog_readme_and_the_start_up_line():
+    """The newest released changelog heading names the version (an "Unreleased" section may come first)."""
     from sag_core.version import __version__
 
     pyproject = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
-    changelog = re.search(r"^## (\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
+    changelog = re.search(r"^## (?!Unreleased)(\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
     assert pyproject == changelog == __version__
     assert f"Version {__version__}" in (ROOT / "README.md").read_text()
     load = ("import sys; sys.path[:0] = ['tests/host', '.']; import harness; harness.load_extension()")
