@@ -22,7 +22,7 @@ def test_quick_run_scores_every_row_for_every_seed_and_counts_sag_passes(tmp_pat
     rows = result["rows"]
     seeds = [str(seed) for seed in result["settings"]["seeds"]]
 
-    assert len(rows) == 16 and len(seeds) == 2
+    assert len(rows) == 17 and len(seeds) == 2
     for name, entry in rows.items():
         assert list(entry["seeds"]) == seeds, name
         for scores in entry["seeds"].values():
@@ -33,7 +33,7 @@ def test_quick_run_scores_every_row_for_every_seed_and_counts_sag_passes(tmp_pat
     assert rows["CFG + SAG"]["unet_passes_per_image"] == 9
     assert rows["CFG + SAG 0.5-1"]["unet_passes_per_image"] == 7
     assert (tmp_path / "table.md").read_text().count("\n") == 2 + len(rows)
-    assert len(list((tmp_path / "samples").glob("*.png"))) == 15
+    assert len(list((tmp_path / "samples").glob("*.png"))) == 16
 
 
 def test_frechet_distance_of_a_shifted_copy_is_the_squared_shift():
@@ -52,3 +52,17 @@ def test_frechet_distance_of_gaussians_matches_the_closed_form():
     expected = 1.0 + (1.0 - 3.0) ** 2 + (2.0 - 1.0) ** 2
 
     assert abs(frechet_distance(a, b) - expected) < 0.05
+
+
+def test_paired_change_compares_seed_by_seed_and_counts_changes_below_the_printed_precision_as_ties():
+    import quality
+
+    def row(baseline, fds, shares):
+        return {"baseline": baseline, "seeds": {str(i): {"fd": fd, "recognised": share}
+                                                for i, (fd, share) in enumerate(zip(fds, shares))}}
+    result = {"rows": {"CFG": row(None, [10.0, 6.0, 8.0], [0.5, 0.6, 0.7]),
+                       "SAG": row("CFG", [9.0, 6.5, 8.000001], [0.51, 0.6, 0.69])}}
+
+    assert quality.paired_change(result, "CFG", "fd") == "-"
+    assert quality.paired_change(result, "SAG", "fd") == "-0.17 ± 0.76 (1 better, 1 worse of 3)"
+    assert quality.paired_change(result, "SAG", "recognised") == "+0.00 ± 1.00 (1 better, 1 worse of 3)"

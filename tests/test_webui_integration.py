@@ -384,3 +384,14 @@ def test_webui_before_1_8_without_params_denoiser_finds_it_through_p_sampler(ext
     current, _ = run(ext.txt2img, ON, sampler_name="DDIM")
     assert rows == [2, 1] * 7
     assert torch.equal(legacy.samples, current.samples)
+
+
+def test_host_sampler_noise_continues_the_stream_of_the_jobs_initial_noise():
+    # The webui's TorchHijack hands samplers p.rng.next(): the next draw of the generator the initial
+    # noise came from (modules/rng.py, v1.10.1), never a repeat of that noise.
+    p = processing.StableDiffusionProcessing(seed=5, iteration=1)
+    generator = torch.Generator().manual_seed(5 + 1000)
+    initial, following = torch.randn(2, 4, 8, 8, generator=generator), torch.randn(2, 4, 8, 8, generator=generator)
+
+    assert torch.equal(p.noise((2, 4, 8, 8)), initial)
+    assert torch.equal(torch.randn(2, 4, 8, 8), following)

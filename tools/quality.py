@@ -55,7 +55,7 @@ class Settings:
     classifier: ClassifierConfig = ClassifierConfig()
     images: int = 128          # samples per row and seed
     batch: int = 32            # images per txt2img job
-    seeds: tuple[int, ...] = (1, 2, 3)
+    seeds: tuple[int, ...] = (1, 2, 3, 4, 5)
     steps: int = 20
     sampler: str = "Euler a"
     cfg_scale: float = 3.0
@@ -76,6 +76,7 @@ class Row:
     cfg_scale: float
     sag: dict | None = None
     conditional: bool = True
+    baseline: str | None = None  # the row this one is compared with, seed by seed (same noise, same labels)
 
     def script_values(self) -> tuple:
         """The SAG script's inputs in UI order: enabled, scale, blur sigma, threshold, start, end."""
@@ -93,22 +94,24 @@ class Row:
 
 def table_rows(cfg: float) -> list[Row]:
     """The paper's comparisons in miniature: guidance kinds, then SAG's scale, blur, mask and window on top of CFG."""
+    no_guidance, with_cfg, null_class = "no guidance", "CFG", "null class, no guidance"
     return [
-        Row("guidance", "no guidance", 1.0),
-        Row("guidance", "CFG", cfg),
-        Row("guidance", "SAG alone", 1.0, {}),
-        Row("guidance", "CFG + SAG", cfg, {}),
-        Row("unconditional", "null class, no guidance", 1.0, conditional=False),
-        Row("unconditional", "null class, SAG", 1.0, {}, conditional=False),
-        Row("scale", "CFG + SAG scale 0.3", cfg, {"scale": 0.3}),
-        Row("scale", "CFG + SAG scale 1.0", cfg, {"scale": 1.0}),
-        Row("blur sigma", "CFG + SAG sigma 1", cfg, {"blur_sigma": 1.0}),
-        Row("blur sigma", "CFG + SAG sigma 3", cfg, {"blur_sigma": 3.0}),
-        Row("blur sigma", "CFG + SAG sigma 9", cfg, {"blur_sigma": 9.0}),
-        Row("mask", "CFG + SAG threshold 0 (blur everywhere)", cfg, {"threshold": 0.0}),
-        Row("window", "CFG + SAG 0-0.5", cfg, {"start": 0.0, "end": 0.5}),
-        Row("window", "CFG + SAG 0.25-0.75", cfg, {"start": 0.25, "end": 0.75}),
-        Row("window", "CFG + SAG 0.5-1", cfg, {"start": 0.5, "end": 1.0}),
+        Row("guidance", no_guidance, 1.0),
+        Row("guidance", with_cfg, cfg, baseline=no_guidance),
+        Row("guidance", "SAG alone", 1.0, {}, baseline=no_guidance),
+        Row("guidance", "CFG + SAG", cfg, {}, baseline=with_cfg),
+        Row("unconditional", null_class, 1.0, conditional=False),
+        Row("unconditional", "null class, SAG", 1.0, {}, conditional=False, baseline=null_class),
+        Row("scale", "CFG + SAG scale 0.3", cfg, {"scale": 0.3}, baseline=with_cfg),
+        Row("scale", "CFG + SAG scale 1.0", cfg, {"scale": 1.0}, baseline=with_cfg),
+        Row("blur sigma", "CFG + SAG sigma 1", cfg, {"blur_sigma": 1.0}, baseline=with_cfg),
+        Row("blur sigma", "CFG + SAG sigma 3", cfg, {"blur_sigma": 3.0}, baseline=with_cfg),
+        Row("blur sigma", "CFG + SAG sigma 9", cfg, {"blur_sigma": 9.0}, baseline=with_cfg),
+        Row("mask", "CFG + SAG threshold 0 (blur everywhere)", cfg, {"threshold": 0.0}, baseline=with_cfg),
+        Row("mask", "CFG + SAG sigma 0 (nothing blurred)", cfg, {"blur_sigma": 0.0}, baseline=with_cfg),
+        Row("window", "CFG + SAG 0-0.5", cfg, {"start": 0.0, "end": 0.5}, baseline=with_cfg),
+        Row("window", "CFG + SAG 0.25-0.75", cfg, {"start": 0.25, "end": 0.75}, baseline=with_cfg),
+        Row("window", "CFG + SAG 0.5-1", cfg, {"start": 0.5, "end": 1.0}, baseline=with_cfg),
     ]
 
 
@@ -225,7 +228,8 @@ def evaluate(settings: Settings, out: Path, retrain: bool) -> dict:
     ext = harness.load_extension()
     reference, _ = classify(classifier, sample_set(settings.reference, REFERENCE_SEED)[0])
 
-    results = {"real images (floor)": {"group": "reference", "cfg_scale": None, "sag": "-", "seeds": {}}}
+    results = {"real images (floor)": {"group": "reference", "cfg_scale": None, "sag": "-", "baseline": None,
+                                       "seeds": {}}}
     for seed in settings.seeds:
         images, labels = sample_set(settings.images, REAL_SEED + seed)
         results["real images (floor)"]["seeds"][seed] = score(classifier, images, labels, reference)
@@ -233,8 +237,8 @@ def evaluate(settings: Settings, out: Path, retrain: bool) -> dict:
     counter = UNetRows(model.unet)
     try:
         for row in table_rows(settings.cfg_scale):
-            entry = results[row.name] = {"group": row.group, "cfg_scale": row.cfg_scale,
-                                         "sag": row.describe_sag(), "seeds": {}}
+            entry = results[row.name] = {"group": row.group, "cfg_scale": row.cfg_scale, "sag": row.describe_sag(),
+                                         "baseline": row.baseline, "seeds": {}}
             counter.count, row_started = 0, time.perf_counter()
             for seed in settings.seeds:
                 images = sample_row(ext, model, row, seed, settings)
@@ -261,10 +265,26 @@ def summary_cells(entry: dict) -> str:
     return f"FD {fd[0]:.2f} ± {fd[1]:.2f}, recognised {share[0]:.1%} ± {share[1]:.1%}"
 
 
+def paired_change(result: dict, name: str, metric: str) -> str:
+    """A row's change in `metric` from its baseline row, seed by seed: mean ± std, and on how many seeds it is better or worse."""
+    entry = result["rows"][name]
+    if entry["baseline"] is None:
+        return "-"
+    base = result["rows"][entry["baseline"]]["seeds"]
+    changes = [scores[metric] - base[seed][metric] for seed, scores in entry["seeds"].items()]
+    unit = 100 if metric == "recognised" else 1
+    shown = [round(unit * change, 2) for change in changes]  # a change below the printed precision is a tie
+    mean, std = spread([unit * change for change in changes])
+    sign = -1 if metric == "fd" else 1
+    better, worse = sum(sign * change > 0 for change in shown), sum(sign * change < 0 for change in shown)
+    return f"{round(mean, 2) + 0.0:+.2f} ± {std:.2f} ({better} better, {worse} worse of {len(changes)})"
+
+
 def markdown_table(result: dict) -> str:
-    """The rows as a markdown table: FD and recognised share as mean ± std over seeds, cost against CFG."""
-    lines = ["| group | row | CFG scale | SAG scale / sigma / threshold / window | FD ↓ | recognised ↑ "
-             "| U-Net passes per image | cost vs CFG |", "|---|---|---|---|---|---|---|---|"]
+    """The rows as a markdown table: scores as mean ± std over seeds, changes from the baseline row, cost."""
+    lines = ["| group | row | CFG scale | SAG scale / sigma / threshold / window | FD ↓ | recognised % ↑ "
+             "| vs | ΔFD, same seeds | Δrecognised, same seeds | U-Net passes per image | cost vs CFG |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, entry in result["rows"].items():
         fd = spread([s["fd"] for s in entry["seeds"].values()])
         share = spread([100 * s["recognised"] for s in entry["seeds"].values()])
@@ -273,7 +293,9 @@ def markdown_table(result: dict) -> str:
         cost = "-" if passes is None else f"{passes:.0f}"
         ratio = "-" if passes is None else f"{entry['cost_vs_cfg']:.2f}"
         lines.append(f"| {entry['group']} | {name} | {cfg} | {entry['sag']} | {fd[0]:.2f} ± {fd[1]:.2f} "
-                     f"| {share[0]:.1f}% ± {share[1]:.1f}% | {cost} | {ratio} |")
+                     f"| {share[0]:.1f} ± {share[1]:.1f} | {entry['baseline'] or '-'} "
+                     f"| {paired_change(result, name, 'fd')} | {paired_change(result, name, 'recognised')} "
+                     f"| {cost} | {ratio} |")
     return "\n".join(lines) + "\n"
 
 

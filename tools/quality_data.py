@@ -61,13 +61,19 @@ def pattern(label: torch.Tensor, dx: torch.Tensor, dy: torch.Tensor, phase: torc
                        torch.where(label == CLASSES.index("checks"), checks, plain))
 
 
-def draw(labels: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Images (n, 4, 32, 32) of the given class labels, position, size, colours and phase drawn from `generator`."""
+def draw(labels: torch.Tensor, generator: torch.Generator, jitter: float = 0.0) -> torch.Tensor:
+    """Images (n, 4, 32, 32) of the given class labels, position, size, colours and phase drawn from `generator`.
+
+    `jitter` moves each palette colour by up to that much per channel (clamped to +-0.9); distinct
+    palette colours differ by 1.8 in some channel, so shapes keep a contrast of at least 1.8 - 2 * jitter.
+    """
     n = labels.shape[0]
     centre = 11 + 10 * torch.rand(n, 2, generator=generator)
     r = 6 + 4 * torch.rand(n, generator=generator)
     phase = PERIOD * torch.rand(n, generator=generator)
     colours = PALETTE[torch.rand(n, len(PALETTE), generator=generator).argsort(dim=1)[:, :3]]  # bg, fg, fg2
+    if jitter:
+        colours = (colours + jitter * (2 * torch.rand(colours.shape, generator=generator) - 1)).clamp(-0.9, 0.9)
     axis = torch.arange(SIZE, dtype=torch.float32) + 0.5
     dy = (axis.view(1, SIZE, 1) - centre[:, 1].view(n, 1, 1)).expand(n, SIZE, SIZE)
     dx = (axis.view(1, 1, SIZE) - centre[:, 0].view(n, 1, 1)).expand(n, SIZE, SIZE)
@@ -91,7 +97,7 @@ def sample_set(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return draw(labels, generator), labels
 
 
-def random_batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """A training batch: n images of uniformly drawn classes."""
+def random_batch(n: int, generator: torch.Generator, jitter: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """A training batch: n images of uniformly drawn classes (colours jittered by up to `jitter`)."""
     labels = torch.randint(len(CLASSES), (n,), generator=generator)
-    return draw(labels, generator), labels
+    return draw(labels, generator, jitter), labels

@@ -48,12 +48,13 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Classifier training: fresh generator batches with light Gaussian noise so slightly rough samples still score."""
+    """Classifier training on colour-jittered, lightly noised generator batches: it judges shapes and edges, not palette."""
 
     steps: int = 800
     batch: int = 128
     lr: float = 4e-3
     max_noise: float = 0.2
+    colour_jitter: float = 0.6  # colours off the palette, so the classifier judges shape and texture, not palette
     seed: int = 1
 
 
@@ -160,7 +161,7 @@ def train_classifier(config: ClassifierConfig) -> tuple[ShapeClassifier, dict]:
     generator = torch.Generator().manual_seed(config.seed)
     started = time.perf_counter()
     for _ in range(config.steps):
-        x, labels = random_batch(config.batch, generator)
+        x, labels = random_batch(config.batch, generator, config.colour_jitter)
         noise_std = config.max_noise * torch.rand(config.batch, 1, 1, 1, generator=generator)
         x = x + noise_std * torch.randn(x.shape, generator=generator)
         loss = F.cross_entropy(model(x), labels)

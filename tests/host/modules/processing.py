@@ -5,7 +5,8 @@ sampling, then an optional hires-like second pass with a new sampler at another 
 postprocess_batch -> per image: postprocess_image, the inpainting composite, postprocess_image_after_composite,
 infotext -> postprocess. img2img/inpainting: the init latent, `mask`/`nmask` and the image conditioning go
 to `sample_img2img`. Prompts are already conditionings, the hires upscale is a latent resize, and the
-samplers' own noise is seeded from `p.seed` (the webui's `TorchHijack(p)` does the same with its seeds).
+samplers' own noise continues the stream the job's noise was drawn from (the webui's `TorchHijack(p)`
+hands samplers `p.rng.next()`, the next draw of the seeded generators the initial noise came from).
 There is no VAE: `decode_latent_batch` turns the first three latent channels into 8x larger pictures,
 and `Processed.samples` keeps the latents, so tests can compare exact numbers as well as images.
 """
@@ -74,14 +75,16 @@ class StableDiffusionProcessing:
         return shared.sd_model
 
     def noise(self, shape, offset=0):
+        """Seeded noise; the global RNG then continues its stream, so the sampler's first draw is a new one."""
         generator = torch.Generator().manual_seed(self.seed + 1000 * self.iteration + offset)
-        return torch.randn(shape, generator=generator)
+        noise = torch.randn(shape, generator=generator)
+        torch.set_rng_state(generator.get_state())
+        return noise
 
     def txt2img_image_conditioning(self, x):
         return x.new_zeros(x.shape[0], 5, 1, 1)
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        torch.manual_seed(self.seed + 1000 * self.iteration)  # the webui's TorchHijack(p) makes sampler noise seeded
         if self.init_latent is not None:
             return self.sample_img2img(conditioning, unconditional_conditioning)
         self.sampler = create_sampler(self.sampler_name, self.sd_model)
