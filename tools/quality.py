@@ -271,10 +271,10 @@ def paired_change(result: dict, name: str, metric: str) -> str:
     if entry["baseline"] is None:
         return "-"
     base = result["rows"][entry["baseline"]]["seeds"]
-    changes = [scores[metric] - base[seed][metric] for seed, scores in entry["seeds"].items()]
     unit = 100 if metric == "recognised" else 1
-    shown = [round(unit * change, 2) for change in changes]  # a change below the printed precision is a tie
-    mean, std = spread([unit * change for change in changes])
+    changes = [unit * (scores[metric] - base[seed][metric]) for seed, scores in entry["seeds"].items()]
+    shown = [round(change, 2) for change in changes]  # a change below the printed precision is a tie
+    mean, std = spread(changes)
     sign = -1 if metric == "fd" else 1
     better, worse = sum(sign * change > 0 for change in shown), sum(sign * change < 0 for change in shown)
     return f"{round(mean, 2) + 0.0:+.2f} ± {std:.2f} ({better} better, {worse} worse of {len(changes)})"

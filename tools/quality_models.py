@@ -54,7 +54,7 @@ class ClassifierConfig:
     batch: int = 128
     lr: float = 4e-3
     max_noise: float = 0.2
-    colour_jitter: float = 0.6  # colours off the palette, so the classifier judges shape and texture, not palette
+    colour_jitter: float = 0.6
     seed: int = 1
 
 
