@@ -1,18 +1,21 @@
-"""Records self-attention saliency at the U-Net middle block through torch forward pre-hooks.
+"""Records self-attention saliency at the U-Net middle block through torch forward hooks.
 
-The hooks never change what the module computes: the host keeps its own (SDP, xformers ...) forward
-for the output, and the hook recomputes only the attention scores of the uncond rows it needs.
+The hooks never change what a module computes: the host keeps its own (SDP, xformers ...) forward
+for the output. The hooks read the queries and keys the host's forward computed (through its own
+`to_q`/`to_k` modules, so after whatever the host applied to the context, e.g. a hypernetwork), and
+compute the attention scores of only the rows SAG guides, in query chunks.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conditioning import Conditioning, concat_rows, slice_rows
 from .saliency import saliency_from_qk
 
 
@@ -60,11 +63,35 @@ def locate_tile(tile: torch.Tensor, whole: torch.Tensor, tolerance: float = 1e-2
 
 @dataclass
 class _ModelCall:
-    """One call of the sampler's model (the CFG denoiser's inner model): its first step row and input."""
+    """One call of the sampler's model (the CFG denoiser's inner model): its first step row, input and conditioning."""
 
     first: int
     x: torch.Tensor
+    cond: Conditioning = None
     used: int = 0
+
+
+@dataclass
+class _PendingAttention:
+    """The guided rows of the hooked attention's run in flight, and their queries and keys once computed."""
+
+    call_rows: list[int]
+    index: torch.Tensor
+    q: torch.Tensor | None = None
+    k: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What one denoiser step recorded for its guided rows.
+
+    `saliency` (rows, H*W) at latent resolution over `size` (H, W); `cond` the model conditioning
+    those rows were sampled with (None when no model call was seen, e.g. no sampler model hooked).
+    """
+
+    saliency: torch.Tensor
+    size: tuple[int, int]
+    cond: Conditioning = None
 
 
 @dataclass
@@ -78,14 +105,17 @@ class _Placement:
 
 
 class SaliencyRecorder:
-    """Saliency of the uncond rows over the U-Net calls of one denoiser step, over the whole latent.
+    """Saliency of the guided rows over the U-Net calls of one denoiser step, over the whole latent.
 
-    The webui feeds the rows of one denoiser step to its model in order, with the B uncond rows
-    last, in one call or in slices. A tiler (Tiled Diffusion) cuts each model call into tiles of
+    The guided rows are the step's B uncond rows (the last ones), or at CFG scale 1 and below the
+    first cond row of each image. The webui feeds the rows of one denoiser step to its model in
+    order, in one call or in slices. A tiler (Tiled Diffusion) cuts each model call into tiles of
     the latent and sends several tiles per U-Net call, each with all the rows of that model call.
     Each U-Net row is placed (its step row, and its tile's position found in the model call's
     input), its saliency stretched over its tile, and overlapping tiles averaged. A step in which a
-    row could not be placed, or part of an uncond row's latent was never seen, records nothing.
+    row could not be placed, or part of a guided row's latent was never seen, records nothing.
+    The conditioning of each guided row is kept from the model call that took it, as the host sent
+    it (after any padding the host applied once the CFG callbacks had run).
     """
 
     def __init__(self) -> None:
@@ -94,32 +124,64 @@ class SaliencyRecorder:
         self._x: torch.Tensor | None = None
         self._call: _ModelCall | None = None
         self._placement: _Placement | None = None
+        self._pending: _PendingAttention | None = None
         self._sum = self._count = torch.zeros(0)
-        self._first_uncond = self._cursor = 0
+        self._rows: dict[int, int] = {}
+        self._conds: dict[int, tuple[_ModelCall, int]] = {}
+        self._cursor = 0
         self._lost = False
 
-    def begin(self, x_in: torch.Tensor, uncond_rows: int) -> None:
-        """Expect the step's rows `x_in` (rows, C, H, W) to be fed to the model; the last `uncond_rows` are uncond."""
+    def begin(self, x_in: torch.Tensor, rows: Sequence[int]) -> None:
+        """Expect the step's rows `x_in` (rows, C, H, W) to be fed to the model; record the step rows `rows`."""
         self._active, self._lost = True, False
-        self._x, self._call, self._placement = x_in, None, None
-        self._first_uncond, self._cursor = x_in.shape[0] - uncond_rows, 0
-        canvas = (uncond_rows, *x_in.shape[-2:])
+        self._x, self._call, self._placement, self._pending = x_in, None, None, None
+        self._rows = {row: position for position, row in enumerate(rows)}
+        self._conds, self._cursor = {}, 0
+        canvas = (len(self._rows), *x_in.shape[-2:])
         self._sum = torch.zeros(canvas, dtype=torch.float32, device=x_in.device)
         self._count = torch.zeros(canvas, dtype=torch.float32, device=x_in.device)
 
-    def finish(self) -> tuple[torch.Tensor, tuple[int, int]] | None:
-        """Stop recording: the (B, H*W) saliency at latent resolution and (H, W), or None if incomplete."""
-        self._active, self._x, self._call, self._placement = False, None, None, None
+    def finish(self) -> Recorded | None:
+        """Stop recording: what the guided rows recorded, or None if incomplete."""
+        conds = self._conds
+        self._active, self._x, self._call, self._placement, self._pending = False, None, None, None, None
+        self._conds = {}
         if self._lost or self._count.numel() == 0 or bool((self._count == 0).any()):
             return None
+        cond = None
+        if conds:
+            if len(conds) != len(self._rows):
+                return None
+            cond = self._guided_cond(conds)
+            if cond is None:
+                return None
         size = tuple(self._sum.shape[-2:])
-        return (self._sum / self._count).flatten(1), size
+        return Recorded((self._sum / self._count).flatten(1), size, cond)
 
-    def observe_model_call(self, x: torch.Tensor) -> None:
-        """A call of the sampler's model: it takes the next `x.shape[0]` rows of the step."""
+    def _guided_cond(self, conds: dict[int, tuple[_ModelCall, int]]) -> Conditioning:
+        """The guided rows' conditioning in their order, sliced from their model calls (None if it cannot be joined)."""
+        pieces: list[Conditioning] = []
+        run_call, run_start, run_stop = None, 0, 0
+        for row in sorted(self._rows, key=self._rows.get):
+            call, offset = conds[row]
+            if call is run_call and offset == run_stop:
+                run_stop += 1
+                continue
+            if run_call is not None:
+                pieces.append(slice_rows(run_call.cond, run_start, run_stop))
+            run_call, run_start, run_stop = call, offset, offset + 1
+        pieces.append(slice_rows(run_call.cond, run_start, run_stop))
+        return concat_rows(pieces)
+
+    def observe_model_call(self, x: torch.Tensor, cond: Conditioning = None) -> None:
+        """A call of the sampler's model with `cond`: it takes the next `x.shape[0]` rows of the step."""
         if not self._active:
             return
-        self._call = _ModelCall(self._cursor, x)
+        self._call = _ModelCall(self._cursor, x, cond)
+        if cond is not None:
+            for row in range(self._cursor, self._cursor + x.shape[0]):
+                if row in self._rows:
+                    self._conds[row] = (self._call, row - self._cursor)
         self._cursor += x.shape[0]
         if self._cursor > self._x.shape[0]:  # more rows than the step has: someone else's call too
             self._lost = True
@@ -164,8 +226,8 @@ class SaliencyRecorder:
     def observe_grid(self, height: int, width: int) -> None:
         self._grid = (height, width)
 
-    def uncond_rows_of_call(self, tokens: int) -> list[int]:
-        """Which rows of the U-Net call in flight are uncond rows, if its attention has `tokens` on the grid.
+    def guided_rows_of_call(self, tokens: int) -> list[int]:
+        """Which rows of the U-Net call in flight are guided rows, if its attention has `tokens` on the grid.
 
         The hooked attention runs once per U-Net call. A second run inside the same call (an extension
         running the blocks on another latent as well) leaves unknown which run is the image's, so the
@@ -180,7 +242,7 @@ class SaliencyRecorder:
         placement.seen = True
         if grid is None or grid[0] * grid[1] != tokens:
             return []
-        return [index for index, row in enumerate(placement.rows) if row >= self._first_uncond]
+        return [index for index, row in enumerate(placement.rows) if row in self._rows]
 
     def add(self, call_rows: list[int], saliency: torch.Tensor) -> None:
         """Spread the (len(call_rows), N) saliency of those rows of the call in flight over their tiles."""
@@ -188,32 +250,50 @@ class SaliencyRecorder:
         stretched = F.interpolate(saliency.float().reshape(-1, 1, *grid), size=placement.size, mode="nearest")
         height, width = placement.size
         for index, values in zip(call_rows, stretched[:, 0]):
-            row = placement.rows[index] - self._first_uncond
+            row = self._rows[placement.rows[index]]
             top, left = placement.offsets[index]
             self._sum[row, top:top + height, left:left + width] += values
             self._count[row, top:top + height, left:left + width] += 1.0
 
-    def observe_call(self, attention: nn.Module, x: torch.Tensor, context: torch.Tensor | None) -> None:
-        """Account for one call of the hooked self-attention; record saliency for its uncond rows."""
-        call_rows = self.uncond_rows_of_call(x.shape[1])
-        if not call_rows:
+    def begin_attention(self, tokens: int) -> None:
+        """The hooked self-attention starts a run on `tokens` tokens: expect the queries and keys of its guided rows."""
+        call_rows = self.guided_rows_of_call(tokens)
+        self._pending = None
+        if call_rows:
+            self._pending = _PendingAttention(call_rows, torch.tensor(call_rows))
+
+    def observe_queries(self, q: torch.Tensor) -> None:
+        """The queries (rows, N, width) the host's forward computed in the run in flight."""
+        pending = self._pending
+        if pending is not None and pending.q is None:
+            pending.q = q.index_select(0, pending.index.to(q.device))
+
+    def observe_keys(self, attention: nn.Module, k: torch.Tensor) -> None:
+        """The keys the host's forward computed; with the queries, the guided rows' saliency is recorded."""
+        pending = self._pending
+        if pending is None or pending.q is None or pending.k is not None:
             return
-        index = torch.tensor(call_rows, device=x.device)
-        rows = x.index_select(0, index)
-        keys = rows if context is None else context.index_select(0, index)
-        if keys.shape[1] != rows.shape[1]:
+        pending.k = k.index_select(0, pending.index.to(k.device))
+        if pending.k.shape[1] != pending.q.shape[1]:  # not self-attention after all
+            self._pending = None
             return
         heads = attention.heads
-        q = _split_heads(attention.to_q(rows), heads)
-        k = _split_heads(attention.to_k(keys), heads)
-        self.add(call_rows, saliency_from_qk(q, k, attention.scale))
+        saliency = saliency_from_qk(_split_heads(pending.q, heads), _split_heads(pending.k, heads), attention.scale)
+        self._pending = None
+        self.add(pending.call_rows, saliency)
+
+    def end_attention(self) -> None:
+        """The run is over: rows whose queries or keys were not seen stay unrecorded (the step then records nothing)."""
+        self._pending = None
 
 
 class MiddleAttentionHook:
-    """Pre-hooks that feed a SaliencyRecorder; always removable.
+    """Hooks that feed a SaliencyRecorder; they only read, and are always removable.
 
     On the U-Net (where each call's rows sit), the middle transformer (grid size), its first attn1
-    (saliency) and, if given, the sampler's model (which rows each model call takes).
+    (start and end of each run) and that attention's `to_q`/`to_k` (the queries and keys the host's
+    forward computed), and, if given, the sampler's model (which rows, and which conditioning, each
+    model call takes).
     """
 
     def __init__(self, unet: nn.Module, recorder: SaliencyRecorder, model: nn.Module | None = None) -> None:
@@ -229,10 +309,14 @@ class MiddleAttentionHook:
 
     def install(self) -> "MiddleAttentionHook":
         self.remove()
+        attention = self.attention
         self._handles = [
             self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True),
             self.transformer.register_forward_pre_hook(self._on_transformer),
-            self.attention.register_forward_pre_hook(self._on_attention, with_kwargs=True),
+            attention.register_forward_pre_hook(self._on_attention, with_kwargs=True),
+            attention.register_forward_hook(self._after_attention),
+            attention.to_q.register_forward_hook(self._on_queries),
+            attention.to_k.register_forward_hook(self._on_keys),
         ]
         if self.model is not None:
             self._handles.append(self.model.register_forward_pre_hook(self._on_model, with_kwargs=True))
@@ -251,7 +335,8 @@ class MiddleAttentionHook:
         self.remove()
 
     def _on_model(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        self.recorder.observe_model_call(args[0] if args else next(iter(kwargs.values())))
+        x = args[0] if args else next(iter(kwargs.values()))
+        self.recorder.observe_model_call(x, kwargs.get("cond"))
 
     def _on_unet(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self.recorder.observe_unet_input(args[0] if args else kwargs["x"])
@@ -262,5 +347,13 @@ class MiddleAttentionHook:
 
     def _on_attention(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = args[0] if args else kwargs["x"]
-        context = kwargs.get("context", args[1] if len(args) > 1 else None)
-        self.recorder.observe_call(module, x, context)
+        self.recorder.begin_attention(x.shape[1])
+
+    def _after_attention(self, module: nn.Module, args: tuple, output: Any) -> None:
+        self.recorder.end_attention()
+
+    def _on_queries(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self.recorder.observe_queries(output)
+
+    def _on_keys(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
+        self.recorder.observe_keys(self.attention, output)

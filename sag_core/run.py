@@ -3,31 +3,35 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from .attention_hook import MiddleAttentionHook, SaliencyRecorder
+from .conditioning import Conditioning
 from .guidance import OutputSpace, sag_step
 from .params import SagParams
 
-PredictUncond = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, Any], torch.Tensor]
+Predict = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
 
 
 @dataclass
-class _UncondInputs:
+class _GuidedInputs:
+    """The guided rows of a step: their indices among the step's rows, inputs and fallback conditioning."""
+
+    rows: list[int]
     x: torch.Tensor
     sigma: torch.Tensor
-    image_cond: torch.Tensor
-    cond: Any
+    cond: Conditioning
 
 
 class SagRun:
     """One generation's SAG: hook on the current U-Net, the step in flight, and what happened.
 
     Per denoiser call: `begin_step` (before the model), `guide` (after the model, before CFG is
-    combined), `apply` (after CFG). A step whose uncond rows were not all seen is skipped and counted.
+    combined), `apply` (after CFG). The guided rows are one per image: the uncond rows, or at CFG
+    scale 1 and below the prompt's. A step whose guided rows were not all seen is skipped and counted.
     """
 
     def __init__(self, params: SagParams) -> None:
@@ -38,7 +42,7 @@ class SagRun:
         self.skipped_steps = 0
         self.mask_sum: torch.Tensor | None = None
         self.mask_steps = 0
-        self._inputs: _UncondInputs | None = None
+        self._inputs: _GuidedInputs | None = None
         self._term: torch.Tensor | None = None
 
     def attach(self, unet: nn.Module, model: nn.Module | None = None) -> None:
@@ -66,19 +70,32 @@ class SagRun:
             return None
         return self.mask_sum / self.mask_steps
 
-    def begin_step(self, x_in: torch.Tensor, sigma_in: torch.Tensor, image_cond_in: torch.Tensor,
-                   uncond: Any, uncond_rows: int, progress: float) -> bool:
-        """Note this step's uncond inputs (the last `uncond_rows` rows); False if the step is not guided."""
+    def in_window(self, progress: float) -> bool:
+        """Whether a step at `progress` of its pass is to be guided at all."""
+        return self.params.active and self.params.in_window(progress)
+
+    def skip_step(self) -> None:
+        """Count a step in the window that cannot be guided."""
         self._inputs, self._term = None, None
-        if not self.params.active or not self.params.in_window(progress):
+        self.skipped_steps += 1
+
+    def begin_step(self, x_in: torch.Tensor, sigma_in: torch.Tensor, rows: Sequence[int], cond: Conditioning,
+                   progress: float) -> bool:
+        """Note this step's guided `rows` of `x_in` (one per image) and their `cond` to fall back on.
+
+        False if the step is not guided. `cond` is used only where no model call showed the
+        conditioning the host really sent for those rows.
+        """
+        self._inputs, self._term = None, None
+        if not self.in_window(progress):
             return False
-        rows = slice(x_in.shape[0] - uncond_rows, None)
-        self._inputs = _UncondInputs(x_in[rows], sigma_in[rows], image_cond_in[rows], uncond)
-        self.recorder.begin(x_in, uncond_rows)
+        rows = list(rows)
+        self._inputs = _GuidedInputs(rows, x_in[rows], sigma_in[rows], cond)
+        self.recorder.begin(x_in, rows)
         return True
 
-    def guide(self, x_out: torch.Tensor, space: OutputSpace, predict: PredictUncond) -> None:
-        """Compute the guidance term from the uncond rows of the model output `x_out`."""
+    def guide(self, x_out: torch.Tensor, space: OutputSpace, predict: Predict) -> None:
+        """Compute the guidance term from the guided rows of the model output `x_out`."""
         inputs, self._inputs = self._inputs, None
         if inputs is None:
             return
@@ -86,24 +103,26 @@ class SagRun:
         if recorded is None:
             self.skipped_steps += 1
             return
-        saliency, grid = recorded
-        rows = inputs.x.shape[0]
+        cond = recorded.cond if recorded.cond is not None else inputs.cond
         step = sag_step(
-            inputs.x, inputs.sigma, x_out[-rows:], saliency, grid,
+            inputs.x, inputs.sigma, x_out[inputs.rows], recorded.saliency, recorded.size,
             scale=self.params.scale, blur_sigma=self.params.blur_sigma, threshold=self.params.threshold,
-            space=space, predict=lambda x: predict(x, inputs.sigma, inputs.image_cond, inputs.cond))
+            space=space, predict=lambda x: predict(x, inputs.sigma, cond))
         self._term = step.term
         self.guided_steps += 1
         self._accumulate_mask(step.mask)
 
-    def apply(self, denoised: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """The CFG result plus this step's guidance; `keep` (1 = regenerate) confines it, as inpainting needs."""
+    def take_term(self, keep: torch.Tensor | None = None) -> torch.Tensor | None:
+        """This step's guidance term, once; `keep` (1 = regenerate) confines it, as inpainting needs."""
         term, self._term = self._term, None
-        if term is None:
-            return denoised
-        if keep is not None:
-            term = term * keep
-        return denoised + term.to(denoised.dtype)
+        if term is None or keep is None:
+            return term
+        return term * keep
+
+    def apply(self, denoised: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
+        """The CFG result plus this step's guidance term (see `take_term`)."""
+        term = self.take_term(keep)
+        return denoised if term is None else denoised + term.to(denoised.dtype)
 
     def _accumulate_mask(self, mask: torch.Tensor) -> None:
         """Sum the step's mask; a pass at another size (hires fix) starts the sum afresh."""

@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modules import script_callbacks, scripts, shared, ui_components
+from modules import prompt_parser, script_callbacks, scripts, shared, ui_components
 from sag_core.attention_hook import find_middle_self_attention
+from sag_core.conditioning import take_rows
 from sag_core.params import FIELDS, FIELDS_BY_ATTR, INFOTEXT_FIELDS, OVERRIDES_ATTR, SagParamError, SagParams
 from sag_core.preview import mask_overlay
 from sag_core.run import SagRun
@@ -27,7 +28,8 @@ from sag_core.version import __version__
 TITLE = "Self-Attention Guidance"
 RUN_ATTR = "_sag_generation"
 SKIPPED_KEY = "SAG skipped steps"
-INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY,)
+BRANCH_KEY, PROMPT_BRANCH = "SAG branch", "prompt"
+INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, BRANCH_KEY)
 FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_threshold": "threshold"}
 _GUARD_ORIGINAL = "__sag_original_sample__"
 LATENT_SCALE = 8  # pixels per latent cell in every SD family the webui runs
@@ -106,28 +108,63 @@ class GenerationSag:
         self._denoiser = denoiser = self._find_denoiser(params)
         total = getattr(denoiser, "total_steps", None)
         progress = denoiser.step / total if total else 0.0
-        guided = self.run.begin_step(params.x, params.sigma, params.image_cond, params.text_uncond,
-                                     rows_of(params.text_uncond), progress)
-        if guided:
-            model = getattr(denoiser, "inner_model", None)
-            try:
-                self.run.attach(current_unet(), model if isinstance(model, torch.nn.Module) else None)
-            except LookupError:
-                self.run.detach()
+        if not self.run.in_window(progress):
+            self.run.begin_step(params.x, params.sigma, [], None, progress)
+            return
+        rows, cond = self._guided_rows(params)
+        if rows is None:
+            self.run.skip_step()
+            return
+        self.run.begin_step(params.x, params.sigma, rows, cond, progress)
+        model = getattr(denoiser, "inner_model", None)
+        try:
+            self.run.attach(current_unet(), model if isinstance(model, torch.nn.Module) else None)
+        except LookupError:
+            self.run.detach()
+
+    def _guided_rows(self, params: Any) -> tuple[list[int] | None, Any]:
+        """The step rows SAG guides, one per image, and their conditioning as this callback sees it.
+
+        The uncond rows (the last B); at CFG scale 1 and below, where the uncond prediction does not
+        steer the image, the first prompt row of each image, as diffusers' SAG pipeline does. None
+        when the prompt rows of the images cannot be told apart (AND prompts whose layout is unknown).
+        """
+        key = shared.sd_model.model.conditioning_key
+        images = rows_of(params.text_uncond)
+        if not guides_prompt(self.p):
+            first = params.x.shape[0] - images
+            rows = list(range(first, first + images))
+            return rows, condition_dict(key, params.text_uncond, params.image_cond[first:])
+        rows = first_prompt_rows(self._denoiser, rows_of(params.text_cond), images)
+        if rows is None:
+            return None, None
+        return rows, condition_dict(key, take_rows(params.text_cond, rows), params.image_cond[rows])
 
     def guide(self, params: Any) -> None:
         alphas = getattr(self._denoiser, "alphas", None)  # only CFGDenoiserTimesteps predicts eps
         space = X0Space() if alphas is None else EpsSpace(alphas)
         inner_model = params.inner_model
-        key = shared.sd_model.model.conditioning_key
 
-        def predict(x, sigma, image_cond, uncond):
-            return inner_model(x, sigma, cond=condition_dict(key, uncond, image_cond))
+        def predict(x, sigma, cond):
+            return inner_model(x, sigma, cond=cond)
 
         self.run.guide(params.x, space, predict)
 
     def apply(self, denoised: Any) -> Any:
-        return self.run.apply(denoised, self._keep())
+        """The CFG result plus SAG's term; under CFG++ the term also joins the noise the sampler re-noises with.
+
+        DDIM CFG++ (webui 1.10 sd_samplers_timesteps_impl.ddim_cfgpp) steps with the guided eps for x0
+        but re-noises with `denoiser.last_noise_uncond`, the uncond eps. SAG's term belongs to that
+        branch, so it is added there too: SAG then moves each step exactly as it does under DDIM.
+        """
+        term = self.run.take_term(self._keep())
+        if term is None:
+            return denoised
+        denoiser = self._denoiser
+        noise = getattr(denoiser, "last_noise_uncond", None)
+        if getattr(denoiser, "need_last_noise_uncond", False) and noise is not None and noise.shape == term.shape:
+            denoiser.last_noise_uncond = noise + term.to(noise.dtype)
+        return denoised + term.to(denoised.dtype)
 
     def _keep(self) -> Any:
         """The inpainting `nmask` of the current pass (1 where the image is regenerated), or None."""
@@ -169,6 +206,28 @@ class GenerationSag:
             processed.images.append(preview)
             processed.infotexts.append(image_infotexts[number] if number < len(image_infotexts) else "")
         self.previews = []
+
+
+def guides_prompt(p: Any) -> bool:
+    """Whether SAG guides the prompt's branch: at CFG scale 1 and below (distilled models, LCM, Turbo ...)."""
+    return p is not None and float(getattr(p, "cfg_scale", 7.0)) <= 1.0
+
+
+def first_prompt_rows(denoiser: Any, prompt_rows: int, images: int) -> list[int] | None:
+    """The first prompt row of each image among the step's rows (conds_list[i][0][0] in CFGDenoiser.forward).
+
+    Without AND there is one prompt row per image. With AND the layout comes from the sampler's own
+    conditioning, as the denoiser rebuilds it each step; None if that cannot be read.
+    """
+    if prompt_rows == images:
+        return list(range(images))
+    try:
+        cond = denoiser.sampler.sampler_extra_args["cond"]
+        conds_list, _ = prompt_parser.reconstruct_multicond_batch(cond, denoiser.step)
+        rows = [entries[0][0] for entries in conds_list]
+    except (AttributeError, KeyError, TypeError, IndexError):
+        return None
+    return rows if len(rows) == images else None
 
 
 class SamplingJobs:
@@ -314,6 +373,7 @@ def write_infotext(extra: dict, params: SagParams | None) -> None:
     for field in INFOTEXT_FIELDS:
         if field.infotext not in written:
             extra.pop(field.infotext, None)
+    extra.pop(BRANCH_KEY, None)
     extra.update(written)
 
 
@@ -358,6 +418,8 @@ class SelfAttentionGuidanceScript(scripts.Script):
         write_infotext(p.extra_generation_params, params if params.enabled else None)
         if not params.enabled:
             return
+        if params.active and guides_prompt(p):
+            p.extra_generation_params[BRANCH_KEY] = PROMPT_BRANCH
         generation = GenerationSag(p, params)
         setattr(p, RUN_ATTR, generation)
         guard_sampling(p, generation=generation)

@@ -46,9 +46,10 @@ def test_grid_is_measured_at_the_hook_with_ceil_and_saliency_matches_ldm(latent,
     x = torch.randn(3, 4, *latent)
     context = torch.randn(3, 77, 32)
     with torch.no_grad(), MiddleAttentionHook(unet, recorder):
-        recorder.begin(x, uncond_rows=2)
+        recorder.begin(x, rows=[1, 2])
         forward(unet, x, context)
-        saliency, size = recorder.finish()
+        recorded = recorder.finish()
+    saliency, size = recorded.saliency, recorded.size
     assert size == latent and saliency.shape == (2, latent[0] * latent[1])
     assert seen["x"].shape[1] == grid[0] * grid[1]
     with torch.no_grad():
@@ -64,7 +65,7 @@ def test_hook_leaves_the_unet_output_unchanged():
         plain = forward(unet, x, context)
         recorder = SaliencyRecorder()
         with MiddleAttentionHook(unet, recorder):
-            recorder.begin(x, 1)
+            recorder.begin(x, [x.shape[0] - 1])
             hooked = forward(unet, x, context)
     assert torch.equal(plain, hooked)
     assert plain.abs().max() > 0
@@ -76,13 +77,13 @@ def test_uncond_rows_are_found_across_sliced_calls():
     x, context = torch.randn(5, 4, 16, 16), torch.randn(5, 77, 32)
     recorder = SaliencyRecorder()
     with torch.no_grad(), MiddleAttentionHook(unet, recorder):
-        recorder.begin(x, 2)
+        recorder.begin(x, [3, 4])
         forward(unet, x, context)
-        whole, _ = recorder.finish()
-        recorder.begin(x, 2)
+        whole = recorder.finish().saliency
+        recorder.begin(x, [3, 4])
         for a in range(0, 5, 2):
             forward(unet, x[a:a + 2], context[a:a + 2])
-        sliced, _ = recorder.finish()
+        sliced = recorder.finish().saliency
     torch.testing.assert_close(sliced, whole, atol=1e-5, rtol=1e-5)
 
 
@@ -90,7 +91,7 @@ def test_a_step_whose_uncond_rows_never_ran_records_nothing():
     unet = tiny_unet()
     recorder = SaliencyRecorder()
     with torch.no_grad(), MiddleAttentionHook(unet, recorder):
-        recorder.begin(torch.randn(4, 4, 16, 16), 2)
+        recorder.begin(torch.randn(4, 4, 16, 16), [2, 3])
         forward(unet, torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32))
         assert recorder.finish() is None
 
@@ -138,11 +139,14 @@ def test_locate_tile_finds_where_a_scaled_tile_was_cut_and_refuses_anything_else
 def one_unet_call_on_a_2x2_grid(attention, x, *hidden_runs):
     """One denoiser step (last row uncond) of one whole-latent U-Net call whose middle attention ran on `hidden_runs`."""
     recorder = SaliencyRecorder()
-    recorder.begin(x, 1)
+    recorder.begin(x, [x.shape[0] - 1])
     recorder.observe_unet_input(x)
     recorder.observe_grid(2, 2)
     for hidden in hidden_runs:
-        recorder.observe_call(attention, hidden, None)
+        recorder.begin_attention(hidden.shape[1])
+        recorder.observe_queries(attention.to_q(hidden))
+        recorder.observe_keys(attention, attention.to_k(hidden))
+        recorder.end_attention()
     return recorder.finish()
 
 
@@ -151,7 +155,8 @@ def test_a_middle_grid_smaller_than_the_latents_is_stretched_over_the_whole_late
     _, attention = find_middle_self_attention(tiny_unet())
     hidden = torch.randn(2, 4, attention.to_q.in_features)  # a 2 x 2 middle grid for a 32 x 32 latent
     with torch.no_grad():
-        saliency, size = one_unet_call_on_a_2x2_grid(attention, torch.randn(2, 4, 32, 32), hidden)
+        recorded = one_unet_call_on_a_2x2_grid(attention, torch.randn(2, 4, 32, 32), hidden)
+        saliency, size = recorded.saliency, recorded.size
         tokens = saliency_from_probs(ldm_probs(attention, hidden[1:]), attention.heads)
     assert size == (32, 32)
     expected = tokens.reshape(1, 2, 1, 2, 1).expand(1, 2, 16, 2, 16).reshape(1, 32 * 32)
@@ -174,7 +179,7 @@ def test_a_model_call_beyond_the_steps_rows_records_nothing_and_raises_nothing()
     recorder = SaliencyRecorder()
     x, context = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32)
     with torch.no_grad(), MiddleAttentionHook(unet, recorder):
-        recorder.begin(x, 1)
+        recorder.begin(x, [x.shape[0] - 1])
         recorder.observe_model_call(x)
         forward(unet, x, context)
         recorder.observe_model_call(x)

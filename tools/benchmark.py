@@ -58,12 +58,12 @@ def bench_model(channels: int, seed: int) -> TinyLatentDiffusion:
 class FullMapRecorder(SaliencyRecorder):
     """Takes saliency from the attention map the replaced forward computed, not from a recomputation."""
 
-    def observe_call(self, attention: Any, x: torch.Tensor, context: torch.Tensor | None) -> None:
+    def begin_attention(self, tokens: int) -> None:
         """Nothing to do before the forward: the map does not exist yet."""
 
     def take_map(self, probs: torch.Tensor, rows: int) -> None:
         """Keep the uncond rows' saliency from a (rows * heads, N, N) map, placed as the recorder places them."""
-        call_rows = self.uncond_rows_of_call(probs.shape[-1])
+        call_rows = self.guided_rows_of_call(probs.shape[-1])
         if call_rows:
             maps = probs.unflatten(0, (rows, -1))[call_rows]
             self.add(call_rows, maps.mean(1).sum(1))

@@ -105,3 +105,4 @@ def assert_unhooked() -> None:
 def reset_host_state() -> None:
     shared.opts = shared.default_opts()
     shared.state = shared.State()
+    shared.loaded_hypernetworks.clear()

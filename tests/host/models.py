@@ -75,6 +75,10 @@ class TinyLatentDiffusion(nn.Module):
         super().__init__()
         self.model = DiffusionWrapper(unet, conditioning_key)
         self.register_buffer("alphas_cumprod", sd_alphas_cumprod())
+        context_dim = unet.middle_block[1].transformer_blocks[0].attn2.to_k.in_features
+        generator = torch.Generator().manual_seed(77)
+        # what the webui encodes "" to once per model (sd_models.py), whose chunks pad_cond_uncond appends
+        self.register_buffer("cond_stage_model_empty_prompt", torch.randn(1, 77, context_dim, generator=generator))
         self.parameterization = parameterization
         self.cond_stage_key = "txt"
 

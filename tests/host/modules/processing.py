@@ -25,7 +25,7 @@ from modules import sd_samplers_kdiffusion, sd_samplers_timesteps, shared
 def create_sampler(name, sd_model):
     if name in sd_samplers_kdiffusion.SAMPLERS:
         return sd_samplers_kdiffusion.KDiffusionSampler(name, sd_model)
-    if name == "DDIM":
+    if name in sd_samplers_timesteps.SAMPLERS:
         return sd_samplers_timesteps.CompVisSampler(name, sd_model)
     raise ValueError(f"unknown sampler {name}")
 

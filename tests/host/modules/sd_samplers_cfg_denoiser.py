@@ -1,11 +1,14 @@
 """Follows CFGDenoiser in modules/sd_samplers_cfg_denoiser.py (v1.10.1), step for step.
 
-Left out: the refiner switch, instruct-pix2pix (edit) models, cond/uncond padding (both options
-default off), DDIM CFG++ and the live preview. Everything SAG relies on is kept: the batch layout
-(cond rows repeated per AND sub-prompt, then the B uncond rows), the three callbacks and what they
-read back, skip-uncond (skip early CFG, NGMS), one batched call or B-row slices
-(`opts.batch_cond_uncond`), a separate uncond call when cond and uncond lengths differ, the fake
-uncond rows appended when uncond is skipped, and the inpainting blend before or after the model.
+Left out: the refiner switch, instruct-pix2pix (edit) models and the live preview. Everything SAG
+relies on is kept: the batch layout (cond rows repeated per AND sub-prompt, then the B uncond rows),
+the three callbacks and what they read back, skip-uncond (skip early CFG, NGMS), the cond/uncond
+padding applied *after* the cfg_denoiser callback (`opts.pad_cond_uncond` with the empty prompt's
+chunks, `opts.pad_cond_uncond_v0` repeating uncond's last vector or truncating it), one batched call or
+B-row slices (`opts.batch_cond_uncond`), a separate uncond call when cond and uncond lengths differ,
+the fake uncond rows appended when uncond is skipped, DDIM CFG++'s `cond_scale_miltiplier` and
+`last_noise_uncond` (copied after the cfg_denoised callback), and the inpainting blend before or
+after the model.
 """
 
 import torch
@@ -19,6 +22,38 @@ def catenate_conds(conds):
     if not isinstance(conds[0], dict):
         return torch.cat(conds)
     return {key: torch.cat([c[key] for c in conds]) for key in conds[0]}
+
+
+def pad_cond(tensor, repeats, empty):
+    """`repeats` chunks of the empty prompt appended to the tokens (to SDXL's 'crossattn' in place)."""
+    if not isinstance(tensor, dict):
+        return torch.cat([tensor, empty.repeat((tensor.shape[0], repeats, 1))], dim=1)
+    tensor["crossattn"] = pad_cond(tensor["crossattn"], repeats, empty)
+    return tensor
+
+
+def pad_cond_uncond(cond, uncond):
+    """CFGDenoiser.pad_cond_uncond: the shorter side padded with whole empty-prompt chunks."""
+    empty = shared.sd_model.cond_stage_model_empty_prompt
+    repeats = (cond.shape[1] - uncond.shape[1]) // empty.shape[1]
+    if repeats < 0:
+        cond = pad_cond(cond, -repeats, empty)
+    elif repeats > 0:
+        uncond = pad_cond(uncond, repeats, empty)
+    return cond, uncond
+
+
+def pad_cond_uncond_v0(cond, uncond):
+    """CFGDenoiser.pad_cond_uncond_v0: uncond's last vector repeated up to cond's length, or uncond cut to it."""
+    vectors = uncond["crossattn"] if isinstance(uncond, dict) else uncond
+    if vectors.shape[1] < cond.shape[1]:
+        vectors = torch.hstack([vectors, vectors[:, -1:].repeat([1, cond.shape[1] - vectors.shape[1], 1])])
+    elif vectors.shape[1] > cond.shape[1]:
+        vectors = vectors[:, :cond.shape[1]]
+    if isinstance(uncond, dict):
+        uncond["crossattn"] = vectors
+        return cond, uncond
+    return cond, vectors
 
 
 def subscript_cond(cond, a, b):
@@ -41,6 +76,9 @@ class CFGDenoiser(torch.nn.Module):
         self.sampler = sampler
         self.p = None
         self.mask_before_denoising = False
+        self.cond_scale_miltiplier = 1.0
+        self.need_last_noise_uncond = False
+        self.last_noise_uncond = None
 
     @property
     def inner_model(self):
@@ -109,6 +147,11 @@ class CFGDenoiser(torch.nn.Module):
             x_in = x_in[:-batch_size]
             sigma_in = sigma_in[:-batch_size]
 
+        if opts.pad_cond_uncond_v0 and tensor.shape[1] != uncond.shape[1]:
+            tensor, uncond = pad_cond_uncond_v0(tensor, uncond)
+        elif opts.pad_cond_uncond and tensor.shape[1] != uncond.shape[1]:
+            tensor, uncond = pad_cond_uncond(tensor, uncond)
+
         if tensor.shape[1] == uncond.shape[1] or skip_uncond:
             cond_in = tensor if skip_uncond else catenate_conds([tensor, uncond])
             if opts.batch_cond_uncond:
@@ -136,7 +179,10 @@ class CFGDenoiser(torch.nn.Module):
 
         cfg_denoised_callback(CFGDenoisedParams(x_out, state.sampling_step, state.sampling_steps, self.inner_model))
 
-        scale = 1.0 if skip_uncond else cond_scale
+        if self.need_last_noise_uncond:
+            self.last_noise_uncond = torch.clone(x_out[-uncond.shape[0]:])
+
+        scale = 1.0 if skip_uncond else cond_scale * self.cond_scale_miltiplier
         denoised = self.combine_denoised(x_out, conds_list, uncond, scale)
 
         if not self.mask_before_denoising and self.mask is not None:

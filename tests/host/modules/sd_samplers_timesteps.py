@@ -1,4 +1,4 @@
-"""Follows modules/sd_samplers_timesteps.py and sd_samplers_timesteps_impl.ddim (v1.10.1).
+"""Follows modules/sd_samplers_timesteps.py and sd_samplers_timesteps_impl.ddim / ddim_cfgpp (v1.10.1).
 
 The denoiser's "sigma" is the timestep, its output is eps, and x0 comes from alphas_cumprod.
 """
@@ -59,10 +59,34 @@ def ddim(model, x, timesteps, extra_args=None, callback=None, disable=None, eta=
     return x
 
 
+@torch.no_grad()
+def ddim_cfgpp(model, x, timesteps, extra_args=None, callback=None, disable=None, eta=0.0):
+    """CFG++: CFG scale divided by 12.5, x0 from the guided eps, re-noised with the uncond eps (eta 0)."""
+    alphas_cumprod = model.inner_model.inner_model.alphas_cumprod
+    alphas = alphas_cumprod[timesteps]
+    alphas_prev = alphas_cumprod[torch.nn.functional.pad(timesteps[:-1], pad=(1, 0))].to(torch.float64)
+    model.cond_scale_miltiplier = 1 / 12.5
+    model.need_last_noise_uncond = True
+    s_in = x.new_ones((x.shape[0],))
+    for i in range(len(timesteps) - 1):
+        index = len(timesteps) - 1 - i
+        e_t = model(x, timesteps[index].item() * s_in, **(extra_args or {}))
+        last_noise_uncond = model.last_noise_uncond
+        a_t, a_prev = alphas[index].item(), alphas_prev[index].item()
+        pred_x0 = (x - (1 - a_t) ** 0.5 * e_t) / a_t ** 0.5
+        x = a_prev ** 0.5 * pred_x0 + (1.0 - a_prev) ** 0.5 * last_noise_uncond
+        if callback is not None:
+            callback({"x": x, "i": i, "sigma": 0, "sigma_hat": 0, "denoised": pred_x0})
+    return x
+
+
+SAMPLERS = {"DDIM": ddim, "DDIM CFG++": ddim_cfgpp}
+
+
 class CompVisSampler(sd_samplers_common.Sampler):
     def __init__(self, name, sd_model):
         super().__init__("ddim")
-        self.func = ddim
+        self.func = SAMPLERS[name]
         self.model_wrap_cfg = CFGDenoiserTimesteps(self)
         self.model_wrap = self.model_wrap_cfg.inner_model
 

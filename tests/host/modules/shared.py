@@ -20,5 +20,6 @@ class State:
 
 
 opts = default_opts()
+loaded_hypernetworks: list = []
 state = State()
 sd_model = None
