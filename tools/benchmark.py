@@ -152,10 +152,10 @@ def paired_ratio(times: dict[str, list[float]], num: str, den: str) -> float:
 
 
 def time_split(ext: harness.Extension, kind: str, size: int, steps: int) -> dict[str, float]:
-    """One job's seconds in total, inside the U-Net's forward, and inside SAG's saliency pre-hook."""
+    """One job's seconds in total, inside the U-Net's forward, and inside SAG's saliency work (the keys hook)."""
     unet = shared.sd_model.model.diffusion_model
     totals, starts = {"unet": 0.0, "saliency": 0.0}, []
-    observe = SaliencyRecorder.observe_call
+    observe = SaliencyRecorder.observe_keys
 
     def timed_observe(self: SaliencyRecorder, *args: Any) -> None:
         start = time.perf_counter()
@@ -168,7 +168,7 @@ def time_split(ext: harness.Extension, kind: str, size: int, steps: int) -> dict
     handles = [unet.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter())),
                unet.register_forward_hook(after_unet)]
     try:
-        with mock.patch.object(SaliencyRecorder, "observe_call", timed_observe):
+        with mock.patch.object(SaliencyRecorder, "observe_keys", timed_observe):
             seconds, _ = run_variant(ext, kind, size, steps)
     finally:
         for handle in handles:
@@ -301,7 +301,7 @@ def split_report(ext: harness.Extension, args: argparse.Namespace, size: int) ->
     cfg, sag = (time_split(ext, kind, size, args.steps) for kind in ("cfg", "sag"))
     print(f"one job each at {size}x{size}, timed with forward pre/post hooks on diffusion_model: time outside "
           f"U-Net calls: SAG {1 - sag['unet'] / sag['total']:.1%}, CFG {1 - cfg['unet'] / cfg['total']:.1%}; "
-          f"saliency pre-hook (inside U-Net) {sag['saliency'] / sag['total']:.2%} of SAG; "
+          f"saliency hooks (inside U-Net) {sag['saliency'] / sag['total']:.2%} of SAG; "
           f"U-Net time SAG/CFG {sag['unet'] / cfg['unet']:.3f} (the cost of the extra uncond pass alone)")
 
 
