@@ -32,7 +32,6 @@ BRANCH_KEY, PROMPT_BRANCH = "SAG branch", "prompt"
 INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, BRANCH_KEY)
 FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_threshold": "threshold"}
 _GUARD_ORIGINAL = "__sag_original_sample__"
-LATENT_SCALE = 8  # pixels per latent cell in every SD family the webui runs
 HAS_AFTER_COMPOSITE = hasattr(scripts.Script, "postprocess_image_after_composite")  # webui 1.8+
 
 
@@ -186,26 +185,83 @@ class GenerationSag:
         self.run.reset_batch()
         self.batch_masks = []
 
-    def add_preview(self, image: Image.Image, number: int, index_in_batch: int, paste_to: Any) -> None:
+    def add_preview(self, image: Image.Image, number: int, index_in_batch: int, box: Any) -> None:
         """Draw this batch image's mask over `image` (the picture the user gets) and keep it for the end.
 
-        `number` is the image's place among the job's generated images, as its infotext is indexed.
+        `number` is the image's place among the job's generated images, as its infotext is indexed;
+        `box` is where the generated crop lies in `image` (see `pasted_crop_box`), None when it fills it.
         """
         if index_in_batch >= len(self.batch_masks):
             return
         mask = self.batch_masks[index_in_batch]
-        generated = (mask.shape[1] * LATENT_SCALE, mask.shape[0] * LATENT_SCALE)
-        box = tuple(paste_to) if paste_to is not None and image.size != generated else None
         overlay = mask_overlay(np.asarray(image.convert("RGB")), mask, box)
         self.previews.append((number, Image.fromarray(overlay)))
 
     def append_previews(self, processed: Any) -> None:
-        """Add the previews after the job's images, each with its image's infotext (as ControlNet adds maps)."""
+        """Add the previews after the job's images, each with its image's infotext (as ControlNet adds maps).
+
+        Only for a job that `preview_blocker` lets through: a job run by a script of the Script dropdown
+        (`script_args[0]` above 0; the rule and its webui sources are in `selectable_script_title`) may
+        read `processed.images` by position (SD upscale's tiles, Loopback, X/Y/Z plot), so there the
+        previews are dropped and nothing is appended.
+        """
+        previews, self.previews = self.previews, []
+        if preview_blocker(self.p) is not None:
+            return
         image_infotexts = processed.infotexts[processed.index_of_first_image:]
-        for number, preview in self.previews:
+        for number, preview in previews:
             processed.images.append(preview)
             processed.infotexts.append(image_infotexts[number] if number < len(image_infotexts) else "")
-        self.previews = []
+
+
+def selectable_script_title(p: Any) -> str | None:
+    """The title of the Script-dropdown script running this job, or None when no such script runs it.
+
+    webui 1.6.0 to 1.10.1: `p.script_args[0]` is the dropdown's index (gr.Dropdown type="index", 0 =
+    "None"), from the UI (txt2img.py, img2img.py pass the args to `ScriptRunner.run`) and from the API
+    (api.py `init_script_args`: `script_name`'s index + 1). A nonzero index makes `ScriptRunner.run`
+    hand the job to `selectable_scripts[index - 1].run`, which calls process_images itself on `p` or on
+    copies that share its script_args. Without `script_name` the API calls process_images directly,
+    even where a pasted infotext put the dropdown's text there (api.py `apply_infotext`, 1.8+): so
+    only an int above 0 counts.
+    """
+    args = getattr(p, "script_args", None)
+    index = args[0] if args else None
+    if not isinstance(index, int) or isinstance(index, bool) or index <= 0:
+        return None
+    selectable = getattr(getattr(p, "scripts", None), "selectable_scripts", None) or []
+    try:
+        return str(selectable[index - 1].title())
+    except Exception:  # a runner without the list, or a script whose title fails: still a selectable run
+        return f"script #{index}"
+
+
+def preview_blocker(p: Any) -> str | None:
+    """Why this job's previews must not be added (they would displace images a script reads), or None."""
+    title = selectable_script_title(p) if p is not None else None
+    return f"the Script dropdown's '{title}' runs this job and reads its images by position" if title else None
+
+
+def pasted_crop_box(p: Any, paste_to: Any, image: Image.Image) -> Any:
+    """`paste_to` where `image` is the original with the generated crop pasted back, else None.
+
+    webui 1.8.0 to 1.10.1 (processing.py `apply_overlay`, `uncrop`): inpainting "only masked" pastes
+    the crop at `p.paste_to` into an overlay-sized picture only when an overlay exists
+    (`opts.overlay_inpaint` on and `p.overlay_images[i]`); otherwise the picture after the composite
+    is the crop itself, whatever its size, and the mask covers it whole.
+    """
+    if paste_to is None or not getattr(shared.opts, "overlay_inpaint", True):
+        return None
+    overlays = getattr(p, "overlay_images", None)
+    index = getattr(p, "batch_index", 0)
+    if overlays is None or index >= len(overlays) or overlays[index] is None:
+        return None
+    return tuple(paste_to) if image.size == overlays[index].size else None
+
+
+def job_key() -> Any:
+    """What tells one webui job (one Generate or API request) from the next: `state.begin` sets its start time."""
+    return getattr(shared.state, "time_start", None)
 
 
 def guides_prompt(p: Any) -> bool:
@@ -447,16 +503,30 @@ class SelfAttentionGuidanceScript(scripts.Script):
 
     def _add_preview(self, p: Any, pp: Any, paste_to: Any) -> None:
         generation = own_generation(p)
-        if generation is not None and generation.run.params.preview:
+        if generation is not None and generation.run.params.preview and preview_blocker(p) is None:
             index_in_batch = getattr(p, "batch_index", 0)
             number = p.iteration * p.batch_size + index_in_batch  # processing.py's infotext(i) index
-            generation.add_preview(pp.image, number, index_in_batch, paste_to)
+            box = pasted_crop_box(p, paste_to, pp.image)
+            generation.add_preview(pp.image, number, index_in_batch, box)
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:
         generation = own_generation(p)
+        if generation is not None and generation.run.params.preview:
+            self._tell_preview_skipped(p)
         if generation is not None and generation.previews:
             generation.append_previews(processed)
         end_generation(p)
+
+    def _tell_preview_skipped(self, p: Any) -> None:
+        """Say once per webui job (a script may run many) why its previews are left out."""
+        reason = preview_blocker(p)
+        if reason is None:
+            return
+        key = job_key()
+        if key is not None and getattr(self, "_told_preview_skipped_for", None) == key:
+            return
+        self._told_preview_skipped_for = key
+        print(f"[Self-Attention Guidance] mask preview skipped: {reason}.")
 
 
 if UNSUPPORTED is None:

@@ -8,6 +8,7 @@ then postprocess, where the previews are appended after the images as ControlNet
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import harness
 from models import TinyLatentDiffusion, tiny_unet
@@ -123,13 +124,50 @@ def test_inpainting_preview_shows_only_the_regenerated_part(ext):
 
 def test_only_masked_inpainting_preview_lands_where_the_crop_was_pasted(ext):
     box = (40, 24, 256, 256)
-    processed = harness.run_job(ext.img2img, PREVIEW, steps=4, paste_to=box, overlay_size=(384, 320))
+    overlay = Image.new("RGBA", (384, 320))  # the original, fully transparent here: only the pasted crop shows
+    processed = harness.run_job(ext.img2img, PREVIEW, steps=4, paste_to=box, overlay_images=[overlay])
     image, preview = (pixels(picture) for picture in processed.images)
     assert preview.shape == image.shape == (320, 384, 3)
     changed = (preview != image).any(axis=2)
     inside = np.zeros_like(changed)
     inside[24:24 + 256, 40:40 + 256] = True
     assert not changed[~inside].any() and changed[inside].mean() > 0.02
+
+
+def only_masked_job(ext, box, overlay_images):
+    """Only-masked inpainting whose original has the generation's size (256x256), as webui 1.10.1 runs it."""
+    with BatchMasks(ext) as recorded:
+        processed = harness.run_job(ext.img2img, PREVIEW, steps=4, paste_to=box, overlay_images=overlay_images)
+    image, preview = (pixels(picture) for picture in processed.images)
+    return image, preview, recorded.masks[-1][0, 0]
+
+
+def test_only_masked_preview_of_an_original_the_generation_size_tints_only_the_pasted_box(ext):
+    """processing.py apply_overlay (webui 1.8.0 to 1.10.1): with an overlay the crop is pasted back into the
+    original's size, here the generation's size too, so only the box holds what was generated."""
+    box = (64, 32, 128, 128)
+    original = np.random.default_rng(3).integers(0, 256, size=(256, 256, 4), dtype=np.uint8)
+    original[..., 3] = 255
+    original[32:160, 64:192, 3] = 0  # the overlay is the original, transparent where it was inpainted
+    image, preview, mask = only_masked_job(ext, box, [Image.fromarray(original, "RGBA")])
+
+    assert image.shape == preview.shape == (256, 256, 3)
+    inside = np.zeros((256, 256), dtype=bool)
+    inside[32:160, 64:192] = True
+    assert np.array_equal(preview[~inside], image[~inside])
+    assert np.array_equal(preview, mask_overlay(image, mask, box))
+    assert (preview[inside] != image[inside]).any(axis=1).mean() > 0.02
+
+
+def test_only_masked_preview_without_overlay_inpaint_covers_the_crop_the_picture_still_is(ext):
+    """With `opts.overlay_inpaint` off there is no overlay image: the webui never pastes the crop back."""
+    shared.opts.overlay_inpaint = False
+    original = Image.new("RGBA", (256, 256), (9, 99, 199, 255))
+    image, preview, mask = only_masked_job(ext, (64, 32, 128, 128), [original])
+
+    assert not (image == (9, 99, 199)).all(axis=2).any()  # the picture is the generated crop, nothing pasted
+    assert np.array_equal(preview, mask_overlay(image, mask))
+    assert (preview != image).any(axis=2).mean() > 0.02
 
 
 def test_hires_preview_is_the_high_res_pass_mask_at_the_final_size(ext):

@@ -14,6 +14,7 @@ from modules.prompt_parser import MulticondBatch
 
 SCRIPT_PATH = Path(__file__).resolve().parents[2] / "scripts" / "self_attention_guidance.py"
 XYZ_PATH = Path(__file__).resolve().parent / "scripts" / "xyz_grid.py"
+SD_UPSCALE_PATH = Path(__file__).resolve().parent / "scripts" / "sd_upscale.py"
 
 
 @dataclass
@@ -91,6 +92,63 @@ def run_job(runner: scripts.ScriptRunner, sag: tuple = (False,), batch: int = 1,
     p.scripts = runner
     p.script_args = tuple(api_script_args(runner, api_args) if api_args is not None else sag_args(runner, *sag))
     return processing.process_images(p)
+
+
+def img2img_with_sd_upscale(ext: Extension) -> scripts.ScriptRunner:
+    """An img2img runner as the webui builds one: SAG always on, the SD upscale stand-in in the Script dropdown."""
+    runner = scripts.ScriptRunner(is_img2img=True)
+    runner.add(ext.module.SelfAttentionGuidanceScript, str(SCRIPT_PATH))
+    runner.add(scripts.load_module(str(SD_UPSCALE_PATH)).Script, str(SD_UPSCALE_PATH))
+    with gr.Blocks():
+        runner.create_ui()
+    return runner
+
+
+def dropdown_index(runner: scripts.ScriptRunner, title: str | None) -> int:
+    """The Script dropdown's index of `title`, 0 for None (api.py: script_name_to_index + 1)."""
+    if title is None:
+        return 0
+    return [script.title().lower() for script in runner.selectable_scripts].index(title.lower()) + 1
+
+
+def job_with_args(runner: scripts.ScriptRunner, args: list, batch: int, **p_fields: Any) -> Any:
+    cond, uncond = conds(batch)
+    p = processing.StableDiffusionProcessing(cond=cond, uncond=uncond, batch_size=batch, **p_fields)
+    p.scripts, p.script_args = runner, tuple(args)
+    return p
+
+
+def run_ui_job(runner: scripts.ScriptRunner, script: str | None = None, script_values: tuple = (),
+               sag: tuple = (False,), batch: int = 1, **p_fields: Any) -> processing.Processed:
+    """One Generate click (modules/img2img.py and txt2img.py, v1.10.1, under call_queue's `state.begin`):
+    script_args with the dropdown's index first, `ScriptRunner.run`, and process_images when it returns None."""
+    shared.state.begin()
+    args = sag_args(runner, *sag)
+    args[0] = dropdown_index(runner, script)
+    if script is not None:
+        selected = runner.selectable_scripts[args[0] - 1]
+        args[selected.args_from:selected.args_from + len(script_values)] = list(script_values)
+    p = job_with_args(runner, args, batch, **p_fields)
+    processed = runner.run(p, *p.script_args)
+    return processed if processed is not None else processing.process_images(p)
+
+
+def run_api_job(runner: scripts.ScriptRunner, script_name: str | None = None, script_values: tuple = (),
+                infotext_script: str | None = None, sag: tuple = (False,), batch: int = 1,
+                **p_fields: Any) -> processing.Processed:
+    """One API request (modules/api/api.py, v1.10.1, img2imgapi/text2imgapi): with `script_name`, its index + 1
+    at script_args[0] and `ScriptRunner.run`; without, process_images directly, script_args[0] left at 0 or,
+    when the request's infotext has a "Script" line, at that text (`apply_infotext` fills the dropdown's slot)."""
+    shared.state.begin(job="scripts_img2img" if runner.is_img2img else "scripts_txt2img")
+    args = sag_args(runner, *sag)
+    args[0] = infotext_script if infotext_script is not None else 0
+    if script_name is None:
+        return processing.process_images(job_with_args(runner, args, batch, **p_fields))
+    args[0] = dropdown_index(runner, script_name)
+    selected = runner.selectable_scripts[args[0] - 1]
+    args[selected.args_from:selected.args_from + len(script_values)] = list(script_values)
+    p = job_with_args(runner, args, batch, **p_fields)
+    return runner.run(p, *p.script_args)
 
 
 def assert_unhooked() -> None:

@@ -2,11 +2,13 @@
 
 txt2img: process -> per batch: process_batch -> sample (sampler, process_before_every_sampling,
 sampling, then an optional hires-like second pass with a new sampler at another size) ->
-postprocess_batch -> per image: postprocess_image, the inpainting composite, postprocess_image_after_composite,
-infotext -> postprocess. img2img/inpainting: the init latent, `mask`/`nmask` and the image conditioning go
-to `sample_img2img`. Prompts are already conditionings, the hires upscale is a latent resize, and the
-samplers' own noise continues the stream the job's noise was drawn from (the webui's `TorchHijack(p)`
-hands samplers `p.rng.next()`, the next draw of the seeded generators the initial noise came from).
+postprocess_batch -> per image: postprocess_image, the inpainting composite (the "only masked" crop
+pasted back only where an overlay image exists: `opts.overlay_inpaint` and `p.overlay_images`, as
+`apply_overlay` does), postprocess_image_after_composite, infotext -> postprocess. img2img/inpainting:
+the init latent, `mask`/`nmask` and the image conditioning go to `sample_img2img`. Prompts are already
+conditionings, the hires upscale is a latent resize, and the samplers' own noise continues the stream
+the job's noise was drawn from (the webui's `TorchHijack(p)` hands samplers `p.rng.next()`, the next
+draw of the seeded generators the initial noise came from).
 There is no VAE: `decode_latent_batch` turns the first three latent channels into 8x larger pictures,
 and `Processed.samples` keeps the latents, so tests can compare exact numbers as well as images.
 """
@@ -68,7 +70,8 @@ class StableDiffusionProcessing:
     iteration: int = 0
     batch_index: int = 0
     paste_to: tuple | None = None
-    overlay_size: tuple | None = None
+    overlay_images: list | None = None
+    init_images: list | None = None
 
     @property
     def sd_model(self):
@@ -143,14 +146,31 @@ def encode_image(image):
     return torch.cat([rgb, torch.zeros_like(rgb[:, :1])], dim=1)
 
 
-def apply_overlay(image, paste_loc, overlay_size):
-    """Inpainting "only masked": the generated crop pasted back at `paste_loc` into the full picture (uncrop)."""
-    if paste_loc is None or overlay_size is None:
-        return image
+def uncrop(image, dest_size, paste_loc):
+    """Inpainting "only masked": the generated crop resized into its box of an empty `dest_size` picture."""
     x, y, w, h = paste_loc
-    base = Image.new("RGB", overlay_size)
+    base = Image.new("RGBA", dest_size)
     base.paste(image.resize((w, h), Image.LANCZOS), (x, y))
     return base
+
+
+def apply_overlay(image, paste_loc, overlay):
+    """Follows processing.apply_overlay (v1.10.1): nothing without an overlay image (the picture stays the
+    crop); with one, the crop is pasted back at `paste_loc` (uncrop) and the overlay composited over it."""
+    if overlay is None:
+        return image
+    if paste_loc is not None:
+        image = uncrop(image, overlay.size, paste_loc)
+    image = image.convert("RGBA")
+    image.alpha_composite(overlay)
+    return image.convert("RGB")
+
+
+def overlay_for(p, i):
+    """processing.process_images_inner (v1.10.1): image i's overlay only with `opts.overlay_inpaint` on."""
+    if not shared.opts.overlay_inpaint or p.overlay_images is None or i >= len(p.overlay_images):
+        return None
+    return p.overlay_images[i]
 
 
 def process_images(p):
@@ -172,7 +192,7 @@ def process_images(p):
                 p.batch_index = i
                 x_sample = (255.0 * np.moveaxis(x_sample.cpu().numpy(), 0, 2)).astype(np.uint8)
                 pp = p.scripts.postprocess_image(p, Image.fromarray(x_sample))
-                pp = p.scripts.postprocess_image_after_composite(p, apply_overlay(pp, p.paste_to, p.overlay_size))
+                pp = p.scripts.postprocess_image_after_composite(p, apply_overlay(pp, p.paste_to, overlay_for(p, i)))
                 infotexts.append(create_infotext(p))
                 output_images.append(pp)
     processed = Processed(output_images, infotexts, torch.cat(all_samples))

@@ -2,6 +2,8 @@
 
 `ScriptRunner` slices `p.script_args` per script and, like the webui's dispatchers, logs and
 swallows an exception raised by any script method (`errors` collects them for the tests).
+Scripts of the "Script" dropdown (`show` true but not AlwaysVisible) get their inputs after the
+always-on ones, and `run` hands a job to the one whose index `script_args[0]` holds (0 = "None").
 """
 
 import importlib.util
@@ -91,6 +93,7 @@ class ScriptRunner:
     def __init__(self, is_img2img=False):
         self.is_img2img = is_img2img
         self.alwayson_scripts = []
+        self.selectable_scripts = []
         self.inputs = [None]
         self.infotext_fields = []
         self.paste_field_names = []
@@ -105,11 +108,16 @@ class ScriptRunner:
         if script.show(self.is_img2img) is AlwaysVisible:
             script.alwayson = True
             self.alwayson_scripts.append(script)
+        elif script.show(self.is_img2img):
+            self.selectable_scripts.append(script)
         return script
 
     def create_ui(self):
-        """Call each script's ui() (inside a gr.Blocks) and record its slice of the flat input list."""
-        for script in self.alwayson_scripts:
+        """Call each script's ui() (inside a gr.Blocks) and record its slice of the flat input list.
+
+        As setup_ui does: the always-on scripts first, then (after the dropdown at index 0) the selectable ones.
+        """
+        for script in self.alwayson_scripts + self.selectable_scripts:
             script.args_from = len(self.inputs)
             controls = script.ui(script.is_img2img)
             for control in controls or []:
@@ -119,6 +127,14 @@ class ScriptRunner:
             script.args_to = len(self.inputs)
             self.infotext_fields.extend(script.infotext_fields or [])
             self.paste_field_names.extend(script.paste_field_names or [])
+
+    def run(self, p, *args):
+        """ScriptRunner.run: the selected dropdown script runs the whole job (it calls process_images itself)."""
+        script_index = args[0]
+        if script_index == 0 or script_index is None:
+            return None
+        script = self.selectable_scripts[script_index - 1]
+        return script.run(p, *args[script.args_from:script.args_to])
 
     def default_args(self):
         return [None] + [c.value for c in self.inputs[1:]]
