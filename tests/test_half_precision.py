@@ -1,0 +1,136 @@
+"""SAG under the webui's half-precision set-ups, driven through the test host with the real script.
+
+Each set-up (tests/host/modules/devices.py `PRECISIONS`) casts the tiny U-Net as sd_models.load_model_weights
+does and samples inside devices.autocast() with apply_model's casts (sd_hijack_unet.py, webui v1.10.1):
+float16 (the GPU default, CUDA autocast stood in for by CPU autocast), --upcast-sampling, a bfloat16 U-Net,
+fp8 storage under autocast, under manual_cast (--precision full) and on a CPU device (autocast bfloat16).
+"""
+
+import pytest
+import torch
+
+import harness
+import sag_core.guidance as guidance
+from models import TinyLatentDiffusion, tiny_unet
+from modules import devices, script_callbacks, scripts, sd_models, shared
+from sag_core.attention_hook import find_middle_self_attention
+from sag_core.blur import gaussian_blur_2d
+from sag_core.params import SagParams
+from sag_core.saliency import saliency_from_qk
+
+ON = SagParams(enabled=True).as_args()
+PREVIEW = SagParams(enabled=True, preview=True).as_args()
+SMALL = {"width": 128, "height": 128, "steps": 3}
+HALF = ["fp16", "fp16-upcast", "bf16", "fp8", "fp8-full", "fp8-cpu"]
+COMPUTE_DTYPE = {"fp16": torch.float16, "fp16-upcast": torch.float16, "bf16": torch.bfloat16,
+                 "fp8": torch.float16, "fp8-full": torch.float32, "fp8-cpu": torch.bfloat16}
+"""The dtype of the middle attention's to_q output (what SAG's hook meets) in each set-up."""
+
+# Step 0 of the same seeds (4 images of 256 px, 64 middle tokens; the sampler's input is float32 and equal),
+# saliency compared with float32's. Measured: fp16 and fp16-upcast agree on every token, max |saliency
+# difference| 0.0007; bf16 every token, 0.011; fp8 storage (the weights themselves rounded) 62 or 63 of
+# 64 tokens, 0.045 to 0.047 (fp8-cpu 0.044). Tolerances are about twice the measured error.
+MASK_TOLERANCE = {"fp16": (1.0, 0.002), "fp16-upcast": (1.0, 0.002), "bf16": (0.98, 0.025),
+                  "fp8": (0.95, 0.1), "fp8-full": (0.95, 0.1), "fp8-cpu": (0.95, 0.1)}
+
+
+def host_model(name: str) -> TinyLatentDiffusion:
+    return sd_models.apply_precision(TinyLatentDiffusion(tiny_unet()), devices.PRECISIONS[name])
+
+
+@pytest.fixture(params=HALF)
+def half_host(ext, request):
+    """A fresh host with the tiny model cast for one precision set-up; afterwards no hook and no swallowed error."""
+    harness.reset_host_state()
+    shared.sd_model = host_model(request.param)
+    for runner in (ext.txt2img, ext.img2img):
+        runner.errors.clear()
+    script_callbacks.reported.clear()
+    yield request.param
+    devices.reset()
+    harness.assert_unhooked()
+    assert not ext.txt2img.errors and not ext.img2img.errors and not script_callbacks.reported
+
+
+@pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
+def test_sag_changes_the_result_in_every_precision(ext, half_host, sampler):
+    off = harness.run_job(ext.txt2img, sampler_name=sampler, **SMALL)
+    on = harness.run_job(ext.txt2img, ON, sampler_name=sampler, **SMALL)
+    assert torch.isfinite(on.samples).all() and on.samples.dtype == torch.float32
+    assert (on.samples - off.samples).abs().max() > 1e-2
+    assert on.infotexts == ["SAG scale: 0.75"]
+
+
+def test_sag_off_is_bit_identical_to_no_extension_in_every_precision(ext, half_host):
+    saved = {name: list(entries) for name, entries in script_callbacks.callback_map.items()}
+    script_callbacks.clear_callbacks()
+    try:
+        absent = harness.run_job(scripts.ScriptRunner(), **SMALL)
+    finally:
+        for name, entries in saved.items():
+            script_callbacks.callback_map[name][:] = entries
+    disabled = harness.run_job(ext.txt2img, (False, 1.0, 2.0, 1.0), **SMALL)
+    assert torch.equal(disabled.samples, absent.samples)
+
+
+def test_hires_fix_and_mask_preview_run_in_every_precision(ext, half_host):
+    processed = harness.run_job(ext.txt2img, PREVIEW, sampler_name="Euler a", hr_sampler_name="DDIM",
+                                enable_hr=True, hr_scale=2.0, **SMALL)
+    image, preview = processed.images
+    assert preview.size == image.size == (256, 256)
+    assert processed.infotexts[0] == processed.infotexts[1] == "SAG scale: 0.75"
+    assert torch.isfinite(processed.samples).all()
+
+
+def test_the_unet_really_computes_in_the_set_ups_dtype(ext, half_host):
+    _, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
+    seen = []
+    handle = attention.to_q.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
+    try:
+        harness.run_job(ext.txt2img, ON, **SMALL)
+    finally:
+        handle.remove()
+    assert set(seen) == {COMPUTE_DTYPE[half_host]}
+
+
+def first_step_saliency(ext, monkeypatch) -> torch.Tensor:
+    """The saliency SAG thresholded at the first step of a 4-image job (every set-up sees the same input)."""
+    seen = []
+
+    def spy(saliency, *args):
+        seen.append(saliency.float().clone())
+        return mask_of(saliency, *args)
+
+    mask_of = guidance.saliency_mask
+    monkeypatch.setattr(guidance, "saliency_mask", spy)
+    harness.run_job(ext.txt2img, ON, batch=4, steps=1, width=256, height=256)
+    monkeypatch.setattr(guidance, "saliency_mask", mask_of)
+    return seen[0]
+
+
+def test_saliency_mask_agrees_with_float32(ext, half_host, monkeypatch):
+    half = first_step_saliency(ext, monkeypatch)
+    devices.reset()
+    shared.sd_model = host_model("fp32")
+    full = first_step_saliency(ext, monkeypatch)
+    threshold = SagParams().threshold
+    agreement = ((half > threshold) == (full > threshold)).float().mean().item()
+    least_agreement, most_difference = MASK_TOLERANCE[half_host]
+    assert agreement >= least_agreement
+    assert (half - full).abs().max().item() <= most_difference
+
+
+def test_saliency_scores_stay_float32_inside_the_webuis_autocast():
+    generator = torch.Generator().manual_seed(3)
+    q, k = (torch.randn(1, 4, 64, 16, generator=generator) * 3 for _ in range(2))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = saliency_from_qk(q, k, 0.25)
+    assert torch.equal(inside, saliency_from_qk(q, k, 0.25))
+
+
+def test_blur_stays_in_the_latents_dtype_inside_the_webuis_autocast():
+    latent = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(4))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        inside = gaussian_blur_2d(latent, 2.0)
+    assert inside.dtype == torch.float32
+    assert torch.equal(inside, gaussian_blur_2d(latent, 2.0))
