@@ -6,13 +6,18 @@ float16 (the GPU default, CUDA autocast stood in for by CPU autocast), --upcast-
 fp8 storage under autocast, under manual_cast (--precision full) and on a CPU device (autocast bfloat16).
 """
 
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
 import pytest
 import torch
 
 import harness
 import sag_core.guidance as guidance
 from models import TinyLatentDiffusion, tiny_unet
-from modules import devices, script_callbacks, scripts, sd_models, shared
+from modules import devices, processing, script_callbacks, scripts, sd_models, shared
 from sag_core.attention_hook import find_middle_self_attention
 from sag_core.blur import gaussian_blur_2d
 from sag_core.params import SagParams
@@ -20,7 +25,10 @@ from sag_core.saliency import saliency_from_qk
 
 ON = SagParams(enabled=True).as_args()
 PREVIEW = SagParams(enabled=True, preview=True).as_args()
-SMALL = {"width": 128, "height": 128, "steps": 3}
+OFF = SagParams(enabled=False, scale=1.0).as_args()
+# Euler a (k-diffusion) for the first pass, DDIM (timesteps) for the hires pass.
+JOB = {"width": 128, "height": 128, "steps": 2, "sampler_name": "Euler a", "hr_sampler_name": "DDIM",
+       "enable_hr": True, "hr_scale": 2.0}
 HALF = ["fp16", "fp16-upcast", "bf16", "fp8", "fp8-full", "fp8-cpu"]
 COMPUTE_DTYPE = {"fp16": torch.float16, "fp16-upcast": torch.float16, "bf16": torch.bfloat16,
                  "fp8": torch.float16, "fp8-full": torch.float32, "fp8-cpu": torch.bfloat16}
@@ -38,59 +46,76 @@ def host_model(name: str) -> TinyLatentDiffusion:
     return sd_models.apply_precision(TinyLatentDiffusion(tiny_unet()), devices.PRECISIONS[name])
 
 
-@pytest.fixture(params=HALF)
-def half_host(ext, request):
-    """A fresh host with the tiny model cast for one precision set-up; afterwards no hook and no swallowed error."""
+@contextmanager
+def half_model(ext, name: str) -> Iterator[None]:
+    """A fresh host with the tiny model cast for set-up `name`; afterwards no hook and no swallowed error."""
     harness.reset_host_state()
-    shared.sd_model = host_model(request.param)
+    shared.sd_model = host_model(name)
     for runner in (ext.txt2img, ext.img2img):
         runner.errors.clear()
     script_callbacks.reported.clear()
-    yield request.param
-    devices.reset()
+    try:
+        yield
+    finally:
+        devices.reset()
     harness.assert_unhooked()
     assert not ext.txt2img.errors and not ext.img2img.errors and not script_callbacks.reported
 
 
-@pytest.mark.parametrize("sampler", ["Euler a", "DDIM"])
-def test_sag_changes_the_result_in_every_precision(ext, half_host, sampler):
-    off = harness.run_job(ext.txt2img, sampler_name=sampler, **SMALL)
-    on = harness.run_job(ext.txt2img, ON, sampler_name=sampler, **SMALL)
-    assert torch.isfinite(on.samples).all() and on.samples.dtype == torch.float32
-    assert (on.samples - off.samples).abs().max() > 1e-2
-    assert on.infotexts == ["SAG scale: 0.75"]
+@dataclass
+class Jobs:
+    precision: str
+    absent: processing.Processed
+    disabled: processing.Processed
+    on: processing.Processed
+    q_dtypes: set
 
 
-def test_sag_off_is_bit_identical_to_no_extension_in_every_precision(ext, half_host):
+def job_without_extension() -> processing.Processed:
     saved = {name: list(entries) for name, entries in script_callbacks.callback_map.items()}
     script_callbacks.clear_callbacks()
     try:
-        absent = harness.run_job(scripts.ScriptRunner(), **SMALL)
+        return harness.run_job(scripts.ScriptRunner(), **JOB)
     finally:
         for name, entries in saved.items():
             script_callbacks.callback_map[name][:] = entries
-    disabled = harness.run_job(ext.txt2img, (False, 1.0, 2.0, 1.0), **SMALL)
-    assert torch.equal(disabled.samples, absent.samples)
 
 
-def test_hires_fix_and_mask_preview_run_in_every_precision(ext, half_host):
-    processed = harness.run_job(ext.txt2img, PREVIEW, sampler_name="Euler a", hr_sampler_name="DDIM",
-                                enable_hr=True, hr_scale=2.0, **SMALL)
-    image, preview = processed.images
+@pytest.fixture(scope="module", params=HALF)
+def jobs(ext, request) -> Jobs:
+    """One set-up's hires jobs (Euler a, then DDIM): without the extension, SAG off, SAG on with the preview."""
+    with half_model(ext, request.param):
+        absent = job_without_extension()
+        disabled = harness.run_job(ext.txt2img, OFF, **JOB)
+        _, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
+        q_dtypes = set()
+        handle = attention.to_q.register_forward_hook(lambda module, args, out: q_dtypes.add(out.dtype))
+        try:
+            on = harness.run_job(ext.txt2img, PREVIEW, **JOB)
+        finally:
+            handle.remove()
+    return Jobs(request.param, absent, disabled, on, q_dtypes)
+
+
+def test_the_unet_really_computes_in_the_set_ups_dtype(jobs):
+    assert jobs.q_dtypes == {COMPUTE_DTYPE[jobs.precision]}
+
+
+def test_sag_changes_the_result_in_every_precision(jobs):
+    assert torch.isfinite(jobs.on.samples).all() and jobs.on.samples.dtype == torch.float32
+    assert (jobs.on.samples - jobs.absent.samples).abs().max() > 1e-2
+    assert jobs.on.infotexts[0] == "SAG scale: 0.75"
+
+
+def test_sag_off_is_bit_identical_to_no_extension_in_every_precision(jobs):
+    assert torch.equal(jobs.disabled.samples, jobs.absent.samples)
+
+
+def test_hires_fix_and_mask_preview_run_in_every_precision(jobs):
+    image, preview = jobs.on.images
     assert preview.size == image.size == (256, 256)
-    assert processed.infotexts[0] == processed.infotexts[1] == "SAG scale: 0.75"
-    assert torch.isfinite(processed.samples).all()
-
-
-def test_the_unet_really_computes_in_the_set_ups_dtype(ext, half_host):
-    _, attention = find_middle_self_attention(shared.sd_model.model.diffusion_model)
-    seen = []
-    handle = attention.to_q.register_forward_hook(lambda module, args, out: seen.append(out.dtype))
-    try:
-        harness.run_job(ext.txt2img, ON, **SMALL)
-    finally:
-        handle.remove()
-    assert set(seen) == {COMPUTE_DTYPE[half_host]}
+    assert (np.asarray(preview) != np.asarray(image)).any()
+    assert jobs.on.infotexts == ["SAG scale: 0.75"] * 2
 
 
 def first_step_saliency(ext, monkeypatch) -> torch.Tensor:
@@ -108,16 +133,21 @@ def first_step_saliency(ext, monkeypatch) -> torch.Tensor:
     return seen[0]
 
 
-def test_saliency_mask_agrees_with_float32(ext, half_host, monkeypatch):
-    half = first_step_saliency(ext, monkeypatch)
-    devices.reset()
-    shared.sd_model = host_model("fp32")
-    full = first_step_saliency(ext, monkeypatch)
+@pytest.fixture(scope="module")
+def float32_saliency(ext) -> torch.Tensor:
+    with half_model(ext, "fp32"), pytest.MonkeyPatch.context() as monkeypatch:
+        return first_step_saliency(ext, monkeypatch)
+
+
+@pytest.mark.parametrize("precision", HALF)
+def test_saliency_mask_agrees_with_float32(ext, float32_saliency, precision, monkeypatch):
+    with half_model(ext, precision):
+        half = first_step_saliency(ext, monkeypatch)
     threshold = SagParams().threshold
-    agreement = ((half > threshold) == (full > threshold)).float().mean().item()
-    least_agreement, most_difference = MASK_TOLERANCE[half_host]
+    agreement = ((half > threshold) == (float32_saliency > threshold)).float().mean().item()
+    least_agreement, most_difference = MASK_TOLERANCE[precision]
     assert agreement >= least_agreement
-    assert (half - full).abs().max().item() <= most_difference
+    assert (half - float32_saliency).abs().max().item() <= most_difference
 
 
 def test_saliency_scores_stay_float32_inside_the_webuis_autocast():
