@@ -34,11 +34,11 @@ COMPUTE_DTYPE = {"fp16": torch.float16, "fp16-upcast": torch.float16, "bf16": to
                  "fp8": torch.float16, "fp8-full": torch.float32, "fp8-cpu": torch.bfloat16}
 """The dtype of the middle attention's to_q output (what SAG's hook meets) in each set-up."""
 
-# Step 0 of the same seeds (4 images of 256 px, 64 middle tokens; the sampler's input is float32 and equal),
-# saliency compared with float32's. Measured: fp16 and fp16-upcast agree on every token, max |saliency
-# difference| 0.0007; bf16 every token, 0.011; fp8 storage (the weights themselves rounded) 62 or 63 of
-# 64 tokens, 0.045 to 0.047 (fp8-cpu 0.044). Tolerances are about twice the measured error.
-MASK_TOLERANCE = {"fp16": (1.0, 0.002), "fp16-upcast": (1.0, 0.002), "bf16": (0.98, 0.025),
+# Step 0 of the same seeds (4 images of 256 px, 16 middle tokens each; the sampler's float32 input is the
+# same), saliency compared with float32's. Measured: fp16 and fp16-upcast agree on all 64 tokens, max
+# |saliency difference| 0.00076; bf16 all 64, 0.0094; fp8 and fp8-full 63 of 64, 0.040; fp8-cpu all 64,
+# 0.051 (fp8 rounds the weights themselves). Tolerances: about twice the difference, 3 of 64 tokens for fp8.
+MASK_TOLERANCE = {"fp16": (1.0, 0.002), "fp16-upcast": (1.0, 0.002), "bf16": (1.0, 0.02),
                   "fp8": (0.95, 0.1), "fp8-full": (0.95, 0.1), "fp8-cpu": (0.95, 0.1)}
 
 
