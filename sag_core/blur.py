@@ -7,6 +7,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .autocast import autocast_off
+
 
 def kernel_size_for(sigma: float) -> int:
     """Odd kernel size covering +-3 sigma, so the kernel grows with the blur instead of staying at 9."""
@@ -40,11 +42,13 @@ def _blur_axis(img: torch.Tensor, size: int, sigma: float, axis: int) -> torch.T
 
 
 def gaussian_blur_2d(img: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
-    """Gaussian blur of a (B, C, H, W) batch, separable, reflect-padded; sigma 0 returns the input."""
+    """Gaussian blur of a (B, C, H, W) batch in its own dtype (autocast off), separable, reflect-padded;
+    sigma 0 returns the input."""
     if sigma <= 0:
         return img
     size = kernel_size or kernel_size_for(sigma)
-    return _blur_axis(_blur_axis(img, size, sigma, axis=2), size, sigma, axis=3)
+    with autocast_off(img.device):
+        return _blur_axis(_blur_axis(img, size, sigma, axis=2), size, sigma, axis=3)
 
 
 def degrade_x0(x0: torch.Tensor, mask: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from .autocast import autocast_off
+
 DEFAULT_CHUNK_BYTES = 16 * 2**20
 
 
@@ -24,7 +26,8 @@ def query_chunk_size(heads: int, keys: int, budget_bytes: int = DEFAULT_CHUNK_BY
 def saliency_from_qk(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int | None = None) -> torch.Tensor:
     """Attention received per key token from queries (B, H, Nq, D) and keys (B, H, Nk, D) -> (B, Nk).
 
-    Scores are computed in fp32, `chunk` query rows at a time, so the (H, Nq, Nk) map never exists at once.
+    Scores are computed in fp32 (autocast off: the webui's would lower the matmul to fp16), `chunk` query
+    rows at a time, so the (H, Nq, Nk) map never exists at once.
     """
     batch, heads, queries, _ = q.shape
     keys = k.shape[2]
@@ -32,9 +35,10 @@ def saliency_from_qk(q: torch.Tensor, k: torch.Tensor, scale: float, chunk: int 
     q = q.float() * scale
     k = k.float()
     received = torch.zeros(batch, heads, keys, dtype=torch.float32, device=q.device)
-    for first in range(0, queries, chunk):
-        scores = torch.matmul(q[:, :, first:first + chunk], k.transpose(-1, -2))
-        received += scores.softmax(dim=-1).sum(dim=2)
+    with autocast_off(q.device):
+        for first in range(0, queries, chunk):
+            scores = torch.matmul(q[:, :, first:first + chunk], k.transpose(-1, -2))
+            received += scores.softmax(dim=-1).sum(dim=2)
     return received.mean(dim=1)
 
 

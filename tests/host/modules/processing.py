@@ -5,9 +5,10 @@ sampling, then an optional hires-like second pass with a new sampler at another 
 postprocess_batch -> per image: postprocess_image, the inpainting composite (the "only masked" crop
 pasted back only where an overlay image exists: `opts.overlay_inpaint` and `p.overlay_images`, as
 `apply_overlay` does), postprocess_image_after_composite, infotext -> postprocess. img2img/inpainting:
-the init latent, `mask`/`nmask` and the image conditioning go to `sample_img2img`. Prompts are already
-conditionings, the hires upscale is a latent resize, and the samplers' own noise continues the stream
-the job's noise was drawn from (the webui's `TorchHijack(p)` hands samplers `p.rng.next()`, the next
+the init latent, `mask`/`nmask` and the image conditioning go to `sample_img2img`. Sampling runs
+inside `devices.autocast()` (or `without_autocast()` under `--upcast-sampling`) as process_images_inner
+runs it. Prompts are already conditionings, the hires upscale is a latent resize, and the samplers'
+own noise continues the stream the job's noise was drawn from (the webui's `TorchHijack(p)` hands samplers `p.rng.next()`, the next
 draw of the seeded generators the initial noise came from).
 There is no VAE: `decode_latent_batch` turns the first three latent channels into 8x larger pictures,
 and `Processed.samples` keeps the latents, so tests can compare exact numbers as well as images.
@@ -21,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from modules import sd_samplers_kdiffusion, sd_samplers_timesteps, shared
+from modules import devices, sd_samplers_kdiffusion, sd_samplers_timesteps, shared
 
 
 def create_sampler(name, sd_model):
@@ -183,8 +184,9 @@ def process_images(p):
                 break
             p.iteration = n
             p.scripts.process_batch(p, batch_number=n, prompts=[], seeds=[], subseeds=[])
-            samples = p.sample(conditioning=p.cond, unconditional_conditioning=p.uncond, seeds=[], subseeds=[],
-                               subseed_strength=0.0, prompts=[])
+            with devices.without_autocast() if devices.unet_needs_upcast else devices.autocast():
+                samples = p.sample(conditioning=p.cond, unconditional_conditioning=p.uncond, seeds=[], subseeds=[],
+                                   subseed_strength=0.0, prompts=[])
             x_samples = decode_latent_batch(samples)
             p.scripts.postprocess_batch(p, x_samples, batch_number=n)
             all_samples.append(samples)
