@@ -36,6 +36,9 @@ class SagRun:
         self.hook: MiddleAttentionHook | None = None
         self.guided_steps = 0
         self.skipped_steps = 0
+        self.failed_steps = 0  # this batch's steps whose guidance raised; never guided
+        self.job_failed_steps = 0  # every batch's, with the first failure's message, for one console line
+        self.first_failure: str | None = None
         self.mask_sum: torch.Tensor | None = None
         self.mask_steps = 0
         self._inputs: _UncondInputs | None = None
@@ -57,7 +60,7 @@ class SagRun:
 
     def reset_batch(self) -> None:
         """Start counting and accumulating afresh, as each batch of a job does."""
-        self.guided_steps = self.skipped_steps = self.mask_steps = 0
+        self.guided_steps = self.skipped_steps = self.failed_steps = self.mask_steps = 0
         self.mask_sum = None
 
     def mean_mask(self) -> torch.Tensor | None:
@@ -88,10 +91,17 @@ class SagRun:
             return
         saliency, grid = recorded
         rows = inputs.x.shape[0]
-        step = sag_step(
-            inputs.x, inputs.sigma, x_out[-rows:], saliency, grid,
-            scale=self.params.scale, blur_sigma=self.params.blur_sigma, threshold=self.params.threshold,
-            space=space, predict=lambda x: predict(x, inputs.sigma, inputs.image_cond, inputs.cond))
+        try:
+            step = sag_step(
+                inputs.x, inputs.sigma, x_out[-rows:], saliency, grid,
+                scale=self.params.scale, blur_sigma=self.params.blur_sigma, threshold=self.params.threshold,
+                space=space, predict=lambda x: predict(x, inputs.sigma, inputs.image_cond, inputs.cond))
+        except Exception as error:  # e.g. the extra pass out of memory; the webui would swallow it unseen
+            self.failed_steps += 1
+            self.job_failed_steps += 1
+            if self.first_failure is None:  # the message only: a traceback would keep the step's tensors alive
+                self.first_failure = f"{type(error).__name__}: {error}"
+            return
         self._term = step.term
         self.guided_steps += 1
         self._accumulate_mask(step.mask)

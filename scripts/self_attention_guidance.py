@@ -27,7 +27,8 @@ from sag_core.version import __version__
 TITLE = "Self-Attention Guidance"
 RUN_ATTR = "_sag_generation"
 SKIPPED_KEY = "SAG skipped steps"
-INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY,)
+FAILED_KEY = "SAG failed steps"
+INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, FAILED_KEY)
 FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_threshold": "threshold"}
 _GUARD_ORIGINAL = "__sag_original_sample__"
 LATENT_SCALE = 8  # pixels per latent cell in every SD family the webui runs
@@ -299,11 +300,19 @@ def own_generation(p: Any) -> GenerationSag | None:
     return generation if generation is not None and generation.p is p else None
 
 
+def report_failures(run: SagRun) -> None:
+    """One console line per job whose guidance failed on some steps (the webui would not say a word)."""
+    if run.job_failed_steps:
+        print(f"[{TITLE}] the extra U-Net pass failed on {run.job_failed_steps} step(s): {run.first_failure}; "
+              "those steps are not guided", file=sys.stderr)
+
+
 def end_generation(p: Any) -> None:
     """Undo what this job's SAG left on `p` (its generation, the `p.sample` wrapper) and on the model."""
     generation = own_generation(p)
     if generation is not None:
         generation.run.detach()
+        report_failures(generation.run)
     vars(p).pop(RUN_ATTR, None)
     unguard_sampling(p)
 
@@ -315,6 +324,14 @@ def write_infotext(extra: dict, params: SagParams | None) -> None:
         if field.infotext not in written:
             extra.pop(field.infotext, None)
     extra.update(written)
+
+
+def write_count(extra: dict, key: str, count: int) -> None:
+    """Put a batch's step count into `extra` when there is one, else drop a stale one (cells share `extra`)."""
+    if count:
+        extra[key] = count
+    else:
+        extra.pop(key, None)
 
 
 class SelfAttentionGuidanceScript(scripts.Script):
@@ -371,10 +388,9 @@ class SelfAttentionGuidanceScript(scripts.Script):
         generation = own_generation(p)
         if generation is not None and generation.run.params.preview:
             generation.batch_masks = generation.where_acted()
-        if generation is not None and generation.run.skipped_steps:
-            p.extra_generation_params[SKIPPED_KEY] = generation.run.skipped_steps
-        else:
-            p.extra_generation_params.pop(SKIPPED_KEY, None)
+        run = generation.run if generation is not None else None
+        write_count(p.extra_generation_params, SKIPPED_KEY, run.skipped_steps if run else 0)
+        write_count(p.extra_generation_params, FAILED_KEY, run.failed_steps if run else 0)
 
     def postprocess_image(self, p: Any, pp: Any, *args: Any) -> None:
         if not HAS_AFTER_COMPOSITE:  # webui 1.6/1.7: the last look at each image before it is saved
