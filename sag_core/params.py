@@ -17,6 +17,15 @@ class SagParamError(ValueError):
         self.field = field
 
 
+def shown(value: Any) -> str:
+    """`value` as a message shows it: its repr, shortened when long (an int of hundreds of digits)."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int longer than Python prints (sys.get_int_max_str_digits)
+        return f"an integer of {value.bit_length()} bits"
+    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class Field:
     """One SAG setting: where it lives on `SagParams`, how it is shown, and what it accepts."""
@@ -41,17 +50,23 @@ class Field:
 
     def check(self, value: Any) -> Any:
         """Return `value` as this field's type, or raise SagParamError naming the field."""
-        where = f"{self.attr} ({self.label})"
         if self.is_bool:
             if isinstance(value, bool):
                 return value
-            raise SagParamError(self.attr, f"{where} must be true or false; got {value!r}")
+            raise SagParamError(self.attr, f"{self.attr} ({self.label}) must be true or false; got {shown(value)}")
         if isinstance(value, bool) or not isinstance(value, Real):
-            raise SagParamError(self.attr, f"{where} must be {self.describe_range()}; got {value!r}")
-        number = float(value)
+            raise self._refusal(value)
+        try:
+            number = float(value)
+        except OverflowError:  # an int or Fraction beyond float range (10**400 from a script or the API)
+            raise self._refusal(value) from None
         if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
-            raise SagParamError(self.attr, f"{where} must be {self.describe_range()}; got {value!r}")
+            raise self._refusal(value)
         return number
+
+    def _refusal(self, value: Any) -> SagParamError:
+        return SagParamError(self.attr, f"{self.attr} ({self.label}) must be {self.describe_range()}; "
+                                        f"got {shown(value)}")
 
     def parse_text(self, text: str) -> Any:
         """Read this field from infotext, where every value is a string."""
@@ -59,13 +74,14 @@ class Field:
             lowered = text.strip().lower()
             if lowered in ("true", "false"):
                 return lowered == "true"
-            raise SagParamError(self.attr, f"{self.infotext} must be True or False; got {text!r}")
+            raise SagParamError(self.attr, f"{self.infotext} must be True or False; got {shown(text)}")
         try:
             return self.check(float(text))
         except ValueError as error:
             if isinstance(error, SagParamError):
                 raise
-            raise SagParamError(self.attr, f"{self.infotext} must be {self.describe_range()}; got {text!r}") from None
+            raise SagParamError(
+                self.attr, f"{self.infotext} must be {self.describe_range()}; got {shown(text)}") from None
 
 
 FIELDS: tuple[Field, ...] = (

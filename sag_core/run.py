@@ -40,6 +40,9 @@ class SagRun:
         self.hook: MiddleAttentionHook | None = None
         self.guided_steps = 0
         self.skipped_steps = 0
+        self.failed_steps = 0  # this batch's steps whose guidance raised; never guided
+        self.job_failed_steps = 0  # every batch's, with the first failure's message, for one console line
+        self.first_failure: str | None = None
         self.mask_sum: torch.Tensor | None = None
         self.mask_steps = 0
         self._inputs: _GuidedInputs | None = None
@@ -61,7 +64,7 @@ class SagRun:
 
     def reset_batch(self) -> None:
         """Start counting and accumulating afresh, as each batch of a job does."""
-        self.guided_steps = self.skipped_steps = self.mask_steps = 0
+        self.guided_steps = self.skipped_steps = self.failed_steps = self.mask_steps = 0
         self.mask_sum = None
 
     def mean_mask(self) -> torch.Tensor | None:
@@ -104,10 +107,17 @@ class SagRun:
             self.skipped_steps += 1
             return
         cond = recorded.cond if recorded.cond is not None else inputs.cond
-        step = sag_step(
-            inputs.x, inputs.sigma, x_out[inputs.rows], recorded.saliency, recorded.size,
-            scale=self.params.scale, blur_sigma=self.params.blur_sigma, threshold=self.params.threshold,
-            space=space, predict=lambda x: predict(x, inputs.sigma, cond))
+        try:
+            step = sag_step(
+                inputs.x, inputs.sigma, x_out[inputs.rows], recorded.saliency, recorded.size,
+                scale=self.params.scale, blur_sigma=self.params.blur_sigma, threshold=self.params.threshold,
+                space=space, predict=lambda x: predict(x, inputs.sigma, cond))
+        except Exception as error:  # e.g. the extra pass out of memory; the webui would swallow it unseen
+            self.failed_steps += 1
+            self.job_failed_steps += 1
+            if self.first_failure is None:  # the message only: a traceback would keep the step's tensors alive
+                self.first_failure = f"{type(error).__name__}: {error}"
+            return
         self._term = step.term
         self.guided_steps += 1
         self._accumulate_mask(step.mask)

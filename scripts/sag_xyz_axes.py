@@ -2,18 +2,25 @@
 
 Each axis writes its value into the cell's job object (`p.sag_overrides`, a fresh dict per cell,
 since X/Y/Z shallow-copies `p`), where the SAG script reads it; an axis value switches SAG on.
+Values are confirmed before the plot runs any cell, the window's start and end against each other.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from modules import script_callbacks, scripts
-from sag_core.params import FIELDS, OVERRIDES_ATTR, Field
+from sag_core.params import FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, Field, SagParamError, SagParams
 
 AXIS_PREFIX = "[SAG] "
 XYZ_MODULE_NAMES = ("xyz_grid.py", "scripts.xyz_grid")
 SCRIPT_MODULE_NAME = "self_attention_guidance.py"
+SWEPT_ATTR = "sag_xyz_window_sweeps"
+"""On the plot's `p`: {"start"/"end": values} of the window axes confirmed so far, for the next one to check."""
+PENDING_ATTR = "sag_xyz_window_refusal"
+"""On the plot's `p`: a window axis's clash with the UI's other bound, raised at the first cell unless a later
+axis sweeps that bound (and then checks every combination itself)."""
+WINDOW = ("start", "end")
 
 
 def axis_label(field: Field) -> str:
@@ -28,16 +35,37 @@ def find_xyz_module() -> Any | None:
     return None
 
 
-def sag_runs_here() -> bool:
-    """Whether the SAG script itself is active in this webui (it stays inactive on hosts it does not support)."""
+def sag_module() -> Any | None:
+    """The SAG script's module as the webui loaded it, or None."""
     for data in scripts.scripts_data:
         if data.script_class.__module__ == SCRIPT_MODULE_NAME:
-            return getattr(data.module, "UNSUPPORTED", None) is None
-    return False
+            return data.module
+    return None
+
+
+def sag_runs_here() -> bool:
+    """Whether the SAG script itself is active in this webui (it stays inactive on hosts it does not support)."""
+    module = sag_module()
+    return module is not None and getattr(module, "UNSUPPORTED", None) is None
+
+
+def job_params(p: Any) -> SagParams | None:
+    """The settings a cell starts from: the SAG script's slice of `p.script_args` (the UI's), parsed as its
+    `process` parses it; None when `p` runs no SAG script."""
+    runner, module = getattr(p, "scripts", None), sag_module()
+    script = next((s for s in getattr(runner, "alwayson_scripts", ()) if type(s).__module__ == SCRIPT_MODULE_NAME),
+                  None)
+    if script is None or module is None:
+        return None
+    args = module.without_spare_slot(tuple(p.script_args[script.args_from:script.args_to]))
+    return SagParams.from_args(args).with_overrides(getattr(p, OVERRIDES_ATTR, None))
 
 
 def apply_override(field: Field) -> Callable[[Any, Any, Any], None]:
     def apply(p: Any, value: Any, values: Any) -> None:
+        refusal = getattr(p, PENDING_ATTR, None) if field.attr in WINDOW else None
+        if refusal is not None:  # the first cell, before its job runs: X/Y/Z calls every apply, then the job
+            raise refusal
         setattr(p, OVERRIDES_ATTR, {**(getattr(p, OVERRIDES_ATTR, None) or {}), field.attr: value})
     return apply
 
@@ -46,7 +74,41 @@ def confirm_values(field: Field) -> Callable[[Any, Any], None]:
     def confirm(p: Any, values: Any) -> None:
         for value in values:
             field.check(value)
+        if field.attr in WINDOW:
+            confirm_window(p, field, values)
     return confirm
+
+
+def confirm_window(p: Any, field: Field, values: Sequence[float]) -> None:
+    """Refuse start/end values that would give some cell a start after its end.
+
+    X/Y/Z confirms its axes in order (x, y, z) before any cell runs, each knowing only the axes
+    confirmed before it. The other bound is the UI's, or every value of the other axis when one
+    confirmed before this one sweeps it: then every combination is checked here. A clash with the
+    UI's bound waits on `p` instead, since a later axis may sweep that bound, and is raised by the
+    first cell's `apply`, before that cell's job runs.
+    """
+    swept = {**(getattr(p, SWEPT_ATTR, None) or {}), field.attr: tuple(values)}
+    setattr(p, SWEPT_ATTR, swept)
+    setattr(p, PENDING_ATTR, None)
+    params = job_params(p)
+    if params is None:
+        return
+    for start in swept.get("start", (params.start,)):
+        for end in swept.get("end", (params.end,)):
+            if start > end:
+                refusal = SagParamError(field.attr, f"start ({start:g}{origin('start', swept)}) must not be "
+                                                    f"after end ({end:g}{origin('end', swept)})")
+                if all(bound in swept for bound in WINDOW):
+                    raise refusal
+                setattr(p, PENDING_ATTR, refusal)
+                return
+
+
+def origin(attr: str, swept: dict) -> str:
+    """Where a window bound of a refused cell comes from, for the message."""
+    field = FIELDS_BY_ATTR[attr]
+    return f" on the {axis_label(field)} axis" if attr in swept else f", {field.label} in the UI"
 
 
 def register_axes() -> None:

@@ -29,9 +29,11 @@ TITLE = "Self-Attention Guidance"
 RUN_ATTR = "_sag_generation"
 SKIPPED_KEY = "SAG skipped steps"
 BRANCH_KEY, PROMPT_BRANCH = "SAG branch", "prompt"
-INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, BRANCH_KEY)
+FAILED_KEY = "SAG failed steps"
+INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, FAILED_KEY, BRANCH_KEY)
 FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_threshold": "threshold"}
-_GUARD_ORIGINAL = "__sag_original_sample__"
+_GUARD_BASE = "__sag_unguarded_class__"  # on a job's guarded class: the class it replaced
+_GUARD_STASH = "__sag_stashed_sample__"  # and an instance `p.sample` set before SAG's process, or None
 HAS_AFTER_COMPOSITE = hasattr(scripts.Script, "postprocess_image_after_composite")  # webui 1.8+
 
 
@@ -378,34 +380,57 @@ def without_spare_slot(args: tuple) -> tuple:
 
 
 def guard_sampling(p: Any, *, generation: GenerationSag | None = None, error: Exception | None = None) -> None:
-    """Wrap this job's `p.sample`: raise `error` instead of sampling, or run it with `generation` active.
+    """Guard this job's `p.sample`: raise `error` instead of sampling, or run it with `generation` active.
 
     Exceptions from script methods are swallowed by the webui, so a refused setting fails the job
     here, where the UI and the API report it. `p.sample` spans one batch's sampling, hires pass
     included, and nothing else: the generation is active (and may hook the U-Net) only inside it,
     and the hook is removed in a finally, since no webui hook runs after an exception.
+
+    The guard is a per-job subclass of `p`'s class (same names), whose `sample` guards only `p`
+    itself: a shallow copy made later (`copy(p)`, as extensions make) shares the class but samples
+    itself, unguarded. An instance `p.sample` another extension set earlier is kept and called inside.
     """
     unguard_sampling(p)
-    original = p.sample
+    base, owner = type(p), weakref.ref(p)
+    stashed = vars(p).pop("sample", None)
 
-    def sample(*args, **kwargs):
-        if error is not None:
-            raise error
-        if generation is None:
-            return original(*args, **kwargs)
-        active.push(generation)
+    def sample(self, *args, **kwargs):
+        def unguarded():
+            return stashed(*args, **kwargs) if stashed is not None else base.sample(self, *args, **kwargs)
+
+        if self is not owner() or not isinstance(self, guarded):
+            return unguarded()
         try:
-            return original(*args, **kwargs)
-        finally:
-            active.pop(generation)
+            if error is not None:
+                raise error
+            if generation is None:
+                return unguarded()
+            active.push(generation)
+            try:
+                return unguarded()
+            finally:
+                active.pop(generation)
+        except BaseException:
+            end_generation(self)  # the job ends here: its postprocess, which would undo the guard, never runs
+            raise
 
-    setattr(sample, _GUARD_ORIGINAL, original)
-    p.sample = sample
+    guarded = type(base.__name__, (base,), {
+        "__slots__": (), "__qualname__": base.__qualname__, "__module__": base.__module__,
+        "sample": sample, _GUARD_BASE: base, _GUARD_STASH: stashed})
+    p.__class__ = guarded
 
 
 def unguard_sampling(p: Any) -> None:
-    if hasattr(vars(p).get("sample"), _GUARD_ORIGINAL):
-        del p.sample
+    """Give `p` back its own class (and an extension's earlier `p.sample`); for a copy of a job too."""
+    guarded = type(p)
+    base = guarded.__dict__.get(_GUARD_BASE)
+    if base is None:
+        return
+    p.__class__ = base
+    stashed = guarded.__dict__[_GUARD_STASH]
+    if stashed is not None and "sample" not in vars(p):
+        p.sample = stashed
 
 
 def own_generation(p: Any) -> GenerationSag | None:
@@ -414,11 +439,19 @@ def own_generation(p: Any) -> GenerationSag | None:
     return generation if generation is not None and generation.p is p else None
 
 
+def report_failures(run: SagRun) -> None:
+    """One console line per job whose guidance failed on some steps (the webui would not say a word)."""
+    if run.job_failed_steps:
+        print(f"[{TITLE}] the extra U-Net pass failed on {run.job_failed_steps} step(s): {run.first_failure}; "
+              "those steps are not guided", file=sys.stderr)
+
+
 def end_generation(p: Any) -> None:
-    """Undo what this job's SAG left on `p` (its generation, the `p.sample` wrapper) and on the model."""
+    """Undo what this job's SAG left on `p` (its generation, its guarded class) and on the model."""
     generation = own_generation(p)
     if generation is not None:
         generation.run.detach()
+        report_failures(generation.run)
     vars(p).pop(RUN_ATTR, None)
     unguard_sampling(p)
 
@@ -431,6 +464,14 @@ def write_infotext(extra: dict, params: SagParams | None) -> None:
             extra.pop(field.infotext, None)
     extra.pop(BRANCH_KEY, None)
     extra.update(written)
+
+
+def write_count(extra: dict, key: str, count: int) -> None:
+    """Put a batch's step count into `extra` when there is one, else drop a stale one (cells share `extra`)."""
+    if count:
+        extra[key] = count
+    else:
+        extra.pop(key, None)
 
 
 class SelfAttentionGuidanceScript(scripts.Script):
@@ -489,10 +530,9 @@ class SelfAttentionGuidanceScript(scripts.Script):
         generation = own_generation(p)
         if generation is not None and generation.run.params.preview:
             generation.batch_masks = generation.where_acted()
-        if generation is not None and generation.run.skipped_steps:
-            p.extra_generation_params[SKIPPED_KEY] = generation.run.skipped_steps
-        else:
-            p.extra_generation_params.pop(SKIPPED_KEY, None)
+        run = generation.run if generation is not None else None
+        write_count(p.extra_generation_params, SKIPPED_KEY, run.skipped_steps if run else 0)
+        write_count(p.extra_generation_params, FAILED_KEY, run.failed_steps if run else 0)
 
     def postprocess_image(self, p: Any, pp: Any, *args: Any) -> None:
         if not HAS_AFTER_COMPOSITE:  # webui 1.6/1.7: the last look at each image before it is saved
