@@ -5,7 +5,7 @@
 (function() {
     var sagHints = {
         "Self-Attention Guidance": "Switch Self-Attention Guidance on: one extra uncond U-Net pass per guided step.",
-        "SAG scale": "How hard SAG pushes away from the blurred prediction. 0 switches the effect off; 0.5 to 1 is typical.",
+        "SAG scale": "How hard SAG pushes away from the blurred prediction. 0 switches the effect off; 0.5 to 1 is typical, with every sampler (DDIM CFG++ too). At CFG scale 1 and below SAG sharpens the prompt's prediction.",
         "SAG blur sigma": "Gaussian blur strength (in latent pixels) applied where self-attention is concentrated. 1 to 3 is typical.",
         "SAG mask threshold": "Tokens receiving more than this multiple of the average self-attention are blurred. 1 means above average.",
         "SAG start": "Fraction of the sampling pass at which SAG starts guiding.",

@@ -88,7 +88,8 @@ FIELDS: tuple[Field, ...] = (
     Field("enabled", "Self-Attention Guidance", "SAG enabled", False,
           hint="Switch Self-Attention Guidance on: one extra uncond U-Net pass per guided step."),
     Field("scale", "SAG scale", "SAG scale", 0.75, -2.0, 5.0, 0.05,
-          hint="How hard SAG pushes away from the blurred prediction. 0 switches the effect off; 0.5 to 1 is typical."),
+          hint="How hard SAG pushes away from the blurred prediction. 0 switches the effect off; 0.5 to 1 is typical, "
+               "with every sampler (DDIM CFG++ too). At CFG scale 1 and below SAG sharpens the prompt's prediction."),
     Field("blur_sigma", "SAG blur sigma", "SAG blur sigma", 2.0, 0.0, 10.0, 0.1,
           hint="Gaussian blur strength (in latent pixels) applied where self-attention is concentrated. 1 to 3 is typical."),
     Field("threshold", "SAG mask threshold", "SAG threshold", 1.0, 0.0, 4.0, 0.05,
