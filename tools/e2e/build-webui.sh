@@ -9,6 +9,7 @@
 #                       (gfpgan, basicsr, realesrgan, numpy 1.23) do not install beside torch 2.14
 #   ROOT/hf/            offline Hugging Face cache for openai/clip-vit-large-patch14 (config + tokenizer, no weights)
 #   ROOT/models/        tiny-sd1.safetensors + .yaml: random-weight SD1-style checkpoint (narrow U-Net and VAE)
+#   ROOT/hypernetworks/ sag-e2e-random.pt: random-weight hypernetwork for the tiny checkpoint's context size 768
 #   --tiled-diffusion   ROOT/ext/multidiffusion-upscaler-for-automatic1111 at 22798f6
 #   --controlnet        ROOT/ext/sd-webui-controlnet at 56cec5b2 (v1.1.455), controlnet_aux in ROOT/controlnet-site,
 #                       ROOT/models-cn/sd1-cn.safetensors (SD1.5 U-Net widths, random) and a random SD1.5 ControlNet
@@ -147,6 +148,10 @@ checkpoint() {
 }
 step "tiny SD1 checkpoint"
 checkpoint tiny "$root/models/tiny-sd1.safetensors"
+
+step "random hypernetwork"
+hypernet=$root/hypernetworks/sag-e2e-random.pt
+if [ -f "$hypernet" ]; then echo "   $hypernet exists"; else "$py" "$here/make_hypernetwork.py" --out "$hypernet"; fi
 
 if [ $tiled = 1 ]; then
   step "Tiled Diffusion"

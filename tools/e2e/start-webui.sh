@@ -6,6 +6,7 @@
 #   --baseline          no links, --disable-extra-extensions: the "webui without SAG" for SAG_E2E_BASELINE_URL
 # Environment: SAG_E2E_ROOT (default out/webui-e2e), SAG_E2E_CKPT (default ROOT/models/tiny-sd1.safetensors),
 #   SAG_E2E_PYTHONPATH (added to PYTHONPATH), SAG_E2E_RESTARTABLE=1 (restart on "Apply and restart UI", as webui.sh).
+# Hypernetworks: ROOT/hypernetworks (--hypernetwork-dir; build-webui.sh puts a random one there), for SAG and baseline.
 # Webui 1.6/1.7 get tools/e2e/standins on PYTHONPATH; a linked sd-webui-controlnet gets ROOT/controlnet-site.
 # Log: ROOT/logs/webui-PORT.log; stop it with stop-webui.sh [PORT].
 set -euo pipefail
@@ -42,7 +43,7 @@ PYTHONPATH=$(IFS=:; echo "${pythonpath[*]}")
 export PYTHONPATH HF_HOME="$root/hf" HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 COMMANDLINE_ARGS="" PYTHONUNBUFFERED=1
 args=(launch.py --skip-prepare-environment --skip-torch-cuda-test --skip-version-check --use-cpu all --no-half
   --precision full --api --port "$port" --ckpt "${SAG_E2E_CKPT:-$root/models/tiny-sd1.safetensors}"
-  --no-download-sd-model "${extra[@]}")
+  --no-download-sd-model --hypernetwork-dir "$root/hypernetworks" "${extra[@]}")
 if [ "${SAG_E2E_RESTARTABLE:-}" = 1 ]; then  # as webui.sh runs it: "Apply and restart UI" restarts the process
   export SD_WEBUI_RESTART=tmp/restart
   setsid bash -c 'while true; do rm -f tmp/restart; "$@"; [ -f tmp/restart ] || break; done' restart-loop \
