@@ -53,6 +53,10 @@ with torch.no_grad():  # ldm zero-initialises output layers: give every weight a
     for param in model.model.parameters():
         if param.dim() > 1 and param.abs().sum() == 0:
             param.copy_(torch.randn_like(param) / param[0].numel() ** 0.5)
+    # A fresh final LayerNorm (weight 1, bias 0) gives every token a mean of exactly 0, and the webui's default
+    # emphasis ("Original", modules/sd_emphasis.py) rescales by old mean / new mean: 0 / 0 = NaN for some prompts.
+    final_norm = model.cond_stage_model.transformer.text_model.final_layer_norm
+    final_norm.bias.copy_(0.5 + 0.1 * torch.randn_like(final_norm.bias))
 state = {k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in model.state_dict().items()}
 save_file(state, str(args.out))
 print(f"   {args.out}: {sum(v.numel() for v in state.values()) / 1e6:.1f}M values, config {yaml.name}")
