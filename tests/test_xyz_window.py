@@ -53,19 +53,16 @@ def test_an_end_axis_before_the_uis_start_is_refused_before_any_cell_runs(ext, c
     assert cells_run == []
 
 
-def test_start_on_x_and_end_on_y_refuse_a_bad_combination_before_any_cell_runs(ext, cells_run):
+@pytest.mark.parametrize("x_axis,x_values,y_axis,y_values,start,end", [
+    ("[SAG] Start", ["0", "0.6"], "[SAG] End", ["1", "0.5"], "0\\.6", "0\\.5"),
+    ("[SAG] End", ["0.5", "1"], "[SAG] Start", ["0.2", "0.7"], "0\\.7", "0\\.5"),
+])
+def test_both_bounds_swept_refuse_a_bad_combination_before_any_cell_runs(ext, cells_run, x_axis, x_values, y_axis,
+                                                                          y_values, start, end):
     p = plot_job(ext, False)
-    with pytest.raises(SagParamError, match=r"start \(0\.6 on the \[SAG\] Start axis\) must not be after "
-                                            r"end \(0\.5 on the \[SAG\] End axis\)"):
-        ext.xyz.sweep_xy(p, option(ext, "[SAG] Start"), ["0", "0.6"], option(ext, "[SAG] End"), ["1", "0.5"])
-    assert cells_run == []
-
-
-def test_end_on_x_and_start_on_y_refuse_a_bad_combination_before_any_cell_runs(ext, cells_run):
-    p = plot_job(ext, False)
-    with pytest.raises(SagParamError, match=r"start \(0\.7 on the \[SAG\] Start axis\) must not be after "
-                                            r"end \(0\.5 on the \[SAG\] End axis\)"):
-        ext.xyz.sweep_xy(p, option(ext, "[SAG] End"), ["0.5", "1"], option(ext, "[SAG] Start"), ["0.2", "0.7"])
+    with pytest.raises(SagParamError, match=rf"start \({start} on the \[SAG\] Start axis\) must not be after "
+                                            rf"end \({end} on the \[SAG\] End axis\)"):
+        ext.xyz.sweep_xy(p, option(ext, x_axis), x_values, option(ext, y_axis), y_values)
     assert cells_run == []
 
 
