@@ -134,10 +134,13 @@ def pattern(side: int) -> str:
     return encode_image(pixels.astype(np.uint8))
 
 
+SCRIPTED_SIDE = 128  # the smallest side whose middle grid (side / 64) has more than one token, so SAG's mask acts
+
+
 def scripted(steps: int, script_name: str, script_args: list, **fields) -> dict:
-    """An img2img job of 64 x 64 tiles from a 64 x 64 picture, run through a Script-dropdown script."""
-    return job(64, steps, init_images=[pattern(64)], denoising_strength=0.6, script_name=script_name,
-               script_args=script_args, **fields)
+    """An img2img job at 128 x 128 from a 128 x 128 picture, run through a Script-dropdown script."""
+    return job(SCRIPTED_SIDE, steps, init_images=[pattern(SCRIPTED_SIDE)], denoising_strength=0.6,
+               script_name=script_name, script_args=script_args, **fields)
 
 
 def assert_preview_changes_nothing(webui: WebuiClient, payload: dict) -> None:
@@ -153,11 +156,11 @@ def assert_preview_changes_nothing(webui: WebuiClient, payload: dict) -> None:
 
 def test_sd_upscale_result_is_unchanged_by_the_preview(webui, steps):
     require_script(webui, "sd upscale")
-    # webui scripts/sd_upscale.py ui(): [info, overlap, upscaler (name or index), scale factor]; 64 -> 128 px in 3 x 3
-    # tiles of 64 with an overlap of 32, each tile one process_images call
+    # webui scripts/sd_upscale.py ui(): [info, overlap, upscaler (name or index), scale factor]; 128 -> 256 px in 3 x 3
+    # tiles of 128 with an overlap of 32, each batch of tiles one process_images call
     payload = scripted(steps, "sd upscale", ["", 32, "Lanczos", 2.0])
     assert_preview_changes_nothing(webui, payload)
-    assert generate(webui, payload, ON, img2img=True).images[0].shape == (128, 128, 3)
+    assert generate(webui, payload, ON, img2img=True).images[0].shape == (2 * SCRIPTED_SIDE, 2 * SCRIPTED_SIDE, 3)
 
 
 def test_outpainting_mk2_result_is_unchanged_by_the_preview(webui, steps):
