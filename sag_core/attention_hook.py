@@ -159,19 +159,9 @@ class SaliencyRecorder:
         return Recorded((self._sum / self._count).flatten(1), size, cond)
 
     def _guided_cond(self, conds: dict[int, tuple[_ModelCall, int]]) -> Conditioning:
-        """The guided rows' conditioning in their order, sliced from their model calls (None if it cannot be joined)."""
-        pieces: list[Conditioning] = []
-        run_call, run_start, run_stop = None, 0, 0
-        for row in sorted(self._rows, key=self._rows.get):
-            call, offset = conds[row]
-            if call is run_call and offset == run_stop:
-                run_stop += 1
-                continue
-            if run_call is not None:
-                pieces.append(slice_rows(run_call.cond, run_start, run_stop))
-            run_call, run_start, run_stop = call, offset, offset + 1
-        pieces.append(slice_rows(run_call.cond, run_start, run_stop))
-        return concat_rows(pieces)
+        """The guided rows' conditioning in their order, each row sliced from its model call (None if unjoinable)."""
+        ordered = [conds[row] for row in sorted(self._rows, key=self._rows.get)]
+        return concat_rows([slice_rows(call.cond, offset, offset + 1) for call, offset in ordered])
 
     def observe_model_call(self, x: torch.Tensor, cond: Conditioning = None) -> None:
         """A call of the sampler's model with `cond`: it takes the next `x.shape[0]` rows of the step."""
