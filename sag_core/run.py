@@ -30,7 +30,7 @@ class SagRun:
     """One generation's SAG: hook on the current U-Net, the step in flight, and what happened.
 
     Per denoiser call: `begin_step` (before the model), `guide` (after the model, before CFG is
-    combined), `apply` (after CFG). The guided rows are one per image: the uncond rows, or at CFG
+    combined), `take_term` (after CFG). The guided rows are one per image: the uncond rows, or at CFG
     scale 1 and below the prompt's. A step whose guided rows were not all seen is skipped and counted.
     """
 
@@ -128,11 +128,6 @@ class SagRun:
         if term is None or keep is None:
             return term
         return term * keep
-
-    def apply(self, denoised: torch.Tensor, keep: torch.Tensor | None = None) -> torch.Tensor:
-        """The CFG result plus this step's guidance term (see `take_term`)."""
-        term = self.take_term(keep)
-        return denoised if term is None else denoised + term.to(denoised.dtype)
 
     def _accumulate_mask(self, mask: torch.Tensor) -> None:
         """Sum the step's mask; a pass at another size (hires fix) starts the sum afresh."""
