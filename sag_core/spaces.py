@@ -24,8 +24,11 @@ class X0Space:
         return out
 
     def renoise(self, x0: torch.Tensor, x: torch.Tensor, out: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """x0 with the same noise the model found in x: x0 + (x - x0_pred)."""
-        return x0 + (x - out)
+        """x0 with the same noise the model found in x: x0 + (x - x0_pred), computed as x + (x0 - x0_pred).
+
+        The same value; written so, an x0 equal to the prediction (nothing blurred) gives back x exactly.
+        """
+        return x + (x0 - out)
 
     def target(self, x0: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """What a perfect model returns for the re-noised degraded input: the degraded x0 itself."""
@@ -47,9 +50,13 @@ class EpsSpace:
         return (x - (1 - a).sqrt() * out) / a.sqrt()
 
     def renoise(self, x0: torch.Tensor, x: torch.Tensor, out: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """x0 noised to timestep t with the predicted eps: sqrt(a) x0 + sqrt(1 - a) eps."""
+        """x0 noised to timestep t with the predicted eps: sqrt(a) x0 + sqrt(1 - a) eps.
+
+        Computed as x + sqrt(a) (x0 - x0_pred), the same value since x = sqrt(a) x0_pred + sqrt(1 - a) eps,
+        so that an x0 equal to the prediction (nothing blurred) gives back x exactly.
+        """
         a = self.alpha(t).to(x0.dtype)
-        return a.sqrt() * x0 + (1 - a).sqrt() * out
+        return x + a.sqrt() * (x0 - self.to_x0(x, out, t))
 
     def target(self, x0: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """What a perfect model returns for the re-noised degraded input: the eps used to noise it."""

@@ -106,7 +106,8 @@ def test_degrade_and_renoise_equal_diffusers_sag_masking(batch, heads, grid, lat
 
     mask = saliency_mask(saliency_from_probs(probs, heads), grid, latent, threshold=1.0)
     degraded = degrade_x0(x0, mask, sigma=1.0, kernel_size=9)
-    ours = EpsSpace(scheduler.alphas_cumprod).renoise(degraded, None, eps, t.repeat(batch))
+    x = scheduler.add_noise(x0, eps, t)  # the noisy latent whose eps prediction gave this x0
+    ours = EpsSpace(scheduler.alphas_cumprod).renoise(degraded, x, eps, t.repeat(batch))
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 

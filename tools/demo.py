@@ -1,87 +1,188 @@
-"""Show SAG at work without the webui: the real ldm U-Net and k-diffusion sampling, fixed seed.
+"""Show SAG at work on a trained model, without the webui: the same seeds with CFG and with CFG + SAG.
 
-Runs one txt2img job through the test host twice (CFG only, then with SAG) and writes
-out/demo/sag_demo.png: the CFG result, the SAG result, |SAG - CFG|, and where SAG blurred
-(the saliency mask averaged over the guided steps). The model has random weights, so the pictures
-are latents, not art: what matters is where and how much SAG changes them.
+Loads the quality lab's trained model (tools/demo-model/, rebuilt by `python tools/demo.py --export`
+from the lab's weight cache) and samples 128 images, 16 of each of 8 shape classes, through the test
+host's webui path (webui v1.10.1's CFG denoiser, Euler a, 20 steps, CFG 3) with the extension's own
+script, once without and once with SAG at its defaults. Writes out/demo/sag_demo.png: one image of
+each class with CFG, the same seeds with CFG + SAG, where SAG blurred (the mask averaged over the
+guided steps) and |SAG - CFG|; prints each run's scores (the lab's Fréchet distance to 2048 real
+images and the recognised share) and where the picture is.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT / "tests" / "host"), str(ROOT)]
+for path in (ROOT / "tools", ROOT / "tests" / "host", ROOT):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
 import harness  # noqa: E402
-from models import TinyLatentDiffusion, tiny_unet  # noqa: E402
+from models import TinyLatentDiffusion  # noqa: E402
 from modules import script_callbacks, sd_hijack_unet, shared  # noqa: E402
+from quality_cells import Sampling, job_chunks  # noqa: E402
+from quality_data import CLASSES, sample_set  # noqa: E402
+from quality_models import NULL_CLASS, ClassifierConfig, DiffusionPair, ShapeClassifier  # noqa: E402
+from quality_scores import classify, frechet_distance, recognised  # noqa: E402
+from quality_weights import MODELS, classifier_path, code_fingerprint, diffusion_path  # noqa: E402
+
+MODEL_FILE = ROOT / "tools" / "demo-model" / "sag-lab-base-seed0.safetensors"
+DEMO_MODEL, DEMO_TRAINING_SEED, DEMO_SCORER_SEED = "base", 0, 1
+REFERENCE_SEED = 777_000  # tools/quality.py's reference set
+SAG_ON = (True, 0.75, 2.0, 1.0, 0.0, 1.0)
 
 
-def to_rgb(latent: torch.Tensor) -> np.ndarray:
-    """First three latent channels, each stretched to 0..255."""
-    channels = latent[:3]
-    low = channels.amin(dim=(1, 2), keepdim=True)
-    high = channels.amax(dim=(1, 2), keepdim=True)
-    return ((channels - low) / (high - low + 1e-8) * 255).permute(1, 2, 0).byte().numpy()
+def export(weights: Path, target: Path = MODEL_FILE) -> None:
+    """Write the lab's cached base model (training seed 0) and first scorer as one float16 safetensors file."""
+    from safetensors.torch import save_file
+    spec = MODELS[DEMO_MODEL]
+    diffusion = torch.load(diffusion_path(weights, spec, DEMO_TRAINING_SEED))
+    scorer = torch.load(classifier_path(weights, ClassifierConfig(seed=DEMO_SCORER_SEED)))
+    tensors = {f"diffusion.{k}": v.half().contiguous() for k, v in diffusion["state"].items()}
+    tensors |= {f"scorer.{k}": v.half().contiguous() for k, v in scorer["state"].items()}
+    metadata = {"model": DEMO_MODEL, "training_seed": str(DEMO_TRAINING_SEED), "code": code_fingerprint(),
+                "torch": torch.__version__, "diffusion_training": json.dumps(diffusion["log"]),
+                "scorer_training": json.dumps(scorer["log"])}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(target), metadata=metadata)
+    print(f"wrote {target} ({target.stat().st_size / 2**20:.2f} MiB)")
+
+
+def load(path: Path = MODEL_FILE) -> tuple[DiffusionPair, ShapeClassifier, dict]:
+    """The shipped model and scorer in float32, and the file's metadata."""
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+    tensors = load_file(str(path))
+    with safe_open(str(path), "pt") as handle:
+        metadata = handle.metadata()
+    model = DiffusionPair(MODELS[DEMO_MODEL].unet, DEMO_TRAINING_SEED)
+    model.load_state_dict({k[len("diffusion."):]: v.float() for k, v in tensors.items() if k.startswith("diffusion.")})
+    scorer = ShapeClassifier()
+    scorer.load_state_dict({k[len("scorer."):]: v.float() for k, v in tensors.items() if k.startswith("scorer.")})
+    return model.eval().requires_grad_(False), scorer.eval().requires_grad_(False), metadata
+
+
+class MaskKeeper:
+    """The latest mean mask of each SAG generation, in the order the jobs ran (one per job of the run)."""
+
+    def __init__(self, ext: harness.Extension) -> None:
+        self.ext = ext
+        self.masks: dict[int, torch.Tensor] = {}
+
+    def __call__(self, params) -> None:
+        generation = self.ext.module.active.get()
+        if generation is not None and generation.run.mean_mask() is not None:
+            self.masks[id(generation)] = generation.run.mean_mask().clone()
+
+    def all(self) -> torch.Tensor:
+        return torch.cat(list(self.masks.values()))
+
+
+@torch.no_grad()
+def sample(ext: harness.Extension, model: DiffusionPair, sag: tuple, seed: int, sampling: Sampling) -> torch.Tensor:
+    """The lab's cell: 128 balanced-class images in jobs of 32, Euler a, 20 steps, CFG 3."""
+    from modules import processing
+    from modules.prompt_parser import MulticondBatch
+    images = []
+    for chunk, labels in job_chunks(sampling):
+        cond, uncond = model.context(labels), model.context(torch.full_like(labels, NULL_CLASS))
+        p = processing.StableDiffusionProcessing(
+            cond=MulticondBatch([[(i, 1.0)] for i in range(len(labels))], cond), uncond=uncond,
+            batch_size=len(labels), steps=20, cfg_scale=3.0, width=256, height=256, seed=seed * 10_000 + chunk,
+            sampler_name="Euler a")
+        p.scripts = ext.txt2img
+        p.script_args = tuple(harness.sag_args(ext.txt2img, *sag))
+        images.append(processing.process_images(p).samples)
+    return torch.cat(images)
+
+
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    return ((images[:, :3].clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
 
 
 def heat(values: torch.Tensor) -> np.ndarray:
-    """A 0..1 map as a black-to-yellow heat image."""
-    v = (values / (values.max() + 1e-8)).clamp(0, 1)
+    """Maps of 0..1 (n, h, w) as black-to-yellow RGB images."""
+    v = values.clamp(0, 1)
     return (torch.stack([v, v ** 0.5 * 0.85, v ** 3 * 0.2], dim=-1) * 255).byte().numpy()
 
 
-def panel(images: list[np.ndarray], scale: int) -> Image.Image:
-    strip = np.concatenate([np.pad(image, ((2, 2), (2, 2), (0, 0)), constant_values=255) for image in images], axis=1)
-    return Image.fromarray(strip).resize((strip.shape[1] * scale, strip.shape[0] * scale), Image.NEAREST)
+def picture(rows: list[tuple[str, np.ndarray]], scale: int = 4) -> Image.Image:
+    """Labelled rows of equally sized tiles, each tile magnified `scale` times (nearest)."""
+    label_width, gap = 150, 2
+    tile = rows[0][1].shape[1] * scale
+    columns = rows[0][1].shape[0]
+    canvas = Image.new("RGB", (label_width + columns * (tile + gap), len(rows) * (tile + gap) + 18), "white")
+    draw = ImageDraw.Draw(canvas)
+    for index, name in enumerate(CLASSES[:columns]):
+        draw.text((label_width + index * (tile + gap) + 4, 2), name, fill="black")
+    for r, (label, tiles) in enumerate(rows):
+        top = 18 + r * (tile + gap)
+        draw.text((4, top + tile // 2 - 6), label, fill="black")
+        for c, image in enumerate(tiles):
+            canvas.paste(Image.fromarray(image).resize((tile, tile), Image.NEAREST), (label_width + c * (tile + gap), top))
+    return canvas
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--size", type=int, default=320, help="image size in pixels (latent = size / 8)")
-    parser.add_argument("--steps", type=int, default=16)
-    parser.add_argument("--scale", type=float, default=0.75)
-    parser.add_argument("--blur-sigma", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo" / "sag_demo.png")
-    args = parser.parse_args()
-
-    torch.manual_seed(args.seed)
+    parser.add_argument("--export", type=Path, metavar="WEIGHTS_DIR",
+                        help="rebuild tools/demo-model/ from the lab's weight cache (e.g. out/quality/weights)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.export:
+        export(args.export)
+        return
+    started = time.perf_counter()
+    model, scorer, metadata = load()
+    if metadata.get("code") != code_fingerprint():
+        print(f"note: {MODEL_FILE.name} was trained by other model code or torch ({metadata.get('code')}, torch "
+              f"{metadata.get('torch')}); rebuild it with tools/quality.py run and tools/demo.py --export")
     sd_hijack_unet.apply_optimizations()
-    shared.sd_model = TinyLatentDiffusion(tiny_unet(seed=args.seed))
-    extension = harness.load_extension()
+    shared.sd_model = TinyLatentDiffusion(model.unet)
+    ext = harness.load_extension()
+    keeper = MaskKeeper(ext)
+    script_callbacks.on_cfg_after_cfg(keeper)
+    sampling = Sampling()
+    cfg = sample(ext, model, (False,), args.seed, sampling)
+    sag = sample(ext, model, SAG_ON, args.seed, sampling)
+    masks = keeper.all()[:, 0]
 
-    masks = []
+    reference = classify(scorer, sample_set(2048, REFERENCE_SEED)[0])[0]
+    labels = torch.arange(sampling.images) % len(CLASSES)
+    scores = {}
+    for name, images in (("CFG", cfg), ("CFG + SAG", sag)):
+        features, probs = classify(scorer, images)
+        scores[name] = (frechet_distance(features, reference), recognised(probs, labels.numpy()))
 
-    def keep_mask(params) -> None:
-        generation = extension.module.active.get()
-        if generation is not None and generation.run.mean_mask() is not None:
-            masks.append(generation.run.mean_mask().clone())
-
-    job = dict(steps=args.steps, width=args.size, height=args.size, seed=args.seed, sampler_name="Euler a")
-    cfg = harness.run_job(extension.txt2img, (False,), **job)
-    script_callbacks.on_cfg_after_cfg(keep_mask)
-    sag = harness.run_job(extension.txt2img, (True, args.scale, args.blur_sigma, 1.0), **job)
-
-    difference = (sag.samples - cfg.samples)[0].abs().mean(dim=0)
-    mask = masks[-1][0, 0]
+    shown = list(range(len(CLASSES)))  # the first image of each class
+    difference = (sag - cfg)[shown].abs().mean(dim=1)
+    rows = [("CFG 3", to_pixels(cfg[shown])), ("CFG 3 + SAG", to_pixels(sag[shown])),
+            ("where SAG blurred", heat(masks[shown])),
+            ("|SAG - CFG| (x4)", heat(difference * 4 / 2))]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    panel([to_rgb(cfg.samples[0]), to_rgb(sag.samples[0]), heat(difference), heat(mask)], scale=4).save(args.out)
+    picture(rows).save(args.out)
 
-    print(f"latent {tuple(sag.samples.shape[-2:])}, {args.steps} steps, Euler a, seed {args.seed}")
-    print(f"infotext with SAG: {sag.infotexts[0]!r}")
-    print(f"mean |SAG - CFG| over the latent: {difference.mean():.4f} (CFG latent std {cfg.samples.std():.4f})")
-    print(f"share of the latent SAG blurred, averaged over steps: {mask.mean():.3f}")
-    print(f"mean |SAG - CFG| inside vs outside the final mask: "
-          f"{difference[mask > 0.5].mean():.4f} vs {difference[mask <= 0.5].mean():.4f}")
-    print(f"wrote {args.out} (panels: CFG, SAG, |SAG - CFG|, saliency mask)")
+    print(f"model: the quality lab's '{DEMO_MODEL}' (training seed {DEMO_TRAINING_SEED}, {MODEL_FILE.name}); "
+          f"{sampling.images} images, Euler a, 20 steps, CFG 3, seed {args.seed}; SAG scale 0.75, blur sigma 2, "
+          "threshold 1")
+    for name, (fd, share) in scores.items():
+        print(f"  {name:10s} FD {fd:6.2f} (lower is better), recognised {share:.1%}")
+    print(f"  SAG changed FD by {scores['CFG + SAG'][0] - scores['CFG'][0]:+.2f}; it blurred {masks.mean():.0%} "
+          f"of the latent on average; mean |SAG - CFG| {(sag - cfg).abs().mean():.4f} (image range -1..1)")
+    print(f"wrote {args.out} (rows: CFG, CFG + SAG, where SAG blurred, |SAG - CFG|) in "
+          f"{time.perf_counter() - started:.0f} s")
 
 
 if __name__ == "__main__":

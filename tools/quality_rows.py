@@ -1,0 +1,144 @@
+"""The rows of the quality lab: what each samples, grouped into the sets tools/quality.py runs.
+
+A row is one job setting (sampler, steps, CFG scale, SAG's values, mask variant), sampled once per
+model, training seed and sampling seed. Its key hashes only what changes the samples, so a renamed
+row keeps its cached scores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+SAG_DEFAULTS = {"scale": 0.75, "blur_sigma": 2.0, "threshold": 1.0, "start": 0.0, "end": 1.0}  # the extension's
+MASKS = ("saliency", "random", "inverse")  # SAG's mask; one of the same coverage at random places; its complement
+BRANCHES = ("auto", "negative")  # auto: the extension's choice (prompt branch at CFG <= 1); negative: always uncond
+DEFAULT_CFG = 3.0
+DEFAULT_STEPS = 20
+
+
+@dataclass(frozen=True)
+class Row:
+    """One table row. `sag` holds SAG's values that differ from the defaults; None = SAG off."""
+
+    group: str
+    name: str
+    cfg_scale: float = DEFAULT_CFG
+    sag: dict | None = None
+    steps: int = DEFAULT_STEPS
+    sampler: str = "Euler a"
+    conditional: bool = True
+    mask: str = "saliency"
+    branch: str = "auto"
+    baseline: str | None = None  # the row this one is compared with, seed by seed (same noise, same labels)
+    best_cfg: bool = field(default=False)  # the CFG scale is the model's best on the frontier, set at run time
+
+    def sag_values(self) -> dict | None:
+        return None if self.sag is None else {**SAG_DEFAULTS, **self.sag}
+
+    def script_values(self) -> tuple:
+        """The SAG script's inputs in UI order: enabled, scale, blur sigma, threshold, start, end."""
+        values = self.sag_values()
+        if values is None:
+            return (False,)
+        return (True, values["scale"], values["blur_sigma"], values["threshold"], values["start"], values["end"])
+
+    def describe_sag(self) -> str:
+        values = self.sag_values()
+        if values is None:
+            return "off"
+        text = (f"{values['scale']:g} / {values['blur_sigma']:g} / {values['threshold']:g} / "
+                f"{values['start']:g}-{values['end']:g}")
+        extras = [self.mask + " mask"] if self.mask != "saliency" else []
+        extras += ["negative branch"] if self.branch != "auto" else []
+        return text + (f" ({', '.join(extras)})" if extras else "")
+
+    def key(self) -> str:
+        """A short hash of what changes this row's samples (not its name, group or baseline)."""
+        what = {"cfg": self.cfg_scale, "sag": self.sag_values(), "steps": self.steps, "sampler": self.sampler,
+                "conditional": self.conditional, "mask": self.mask, "branch": self.branch}
+        return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
+
+
+NO_GUIDANCE, CFG = "no guidance", "CFG"
+CFG_SCALES = (1.5, 2.0, 3.0, 4.0, 5.0, 7.0)
+
+
+def cfg_name(scale: float, steps: int = DEFAULT_STEPS) -> str:
+    return CFG if (scale, steps) == (DEFAULT_CFG, DEFAULT_STEPS) else (
+        f"CFG {scale:g}" + (f", {steps} steps" if steps != DEFAULT_STEPS else ""))
+
+
+def frontier_rows() -> list[Row]:
+    """What a user can buy with U-Net passes: CFG's scales and steps, against CFG + SAG and its cheaper windows."""
+    rows = [Row("frontier", NO_GUIDANCE, 1.0)]
+    rows += [Row("frontier", cfg_name(scale), scale, baseline=None if scale == DEFAULT_CFG else CFG)
+             for scale in CFG_SCALES]
+    rows += [Row("frontier", cfg_name(DEFAULT_CFG, steps), steps=steps, baseline=CFG) for steps in (25, 30)]
+    rows += [
+        Row("frontier", "CFG + SAG", sag={}, baseline=CFG),
+        Row("frontier", "best CFG + SAG", sag={}, best_cfg=True, baseline="best CFG"),
+        Row("frontier", "best CFG", best_cfg=True, baseline=CFG),
+        Row("frontier", "CFG + SAG 0-0.5", sag={"end": 0.5}, baseline=CFG),
+        Row("frontier", "CFG + SAG 0.25-0.75", sag={"start": 0.25, "end": 0.75}, baseline=CFG),
+        Row("frontier", "CFG + SAG 0.5-1", sag={"start": 0.5}, baseline=CFG),
+        Row("frontier", "SAG alone", 1.0, sag={}, baseline=NO_GUIDANCE),
+    ]
+    return rows
+
+
+def sampler_rows() -> list[Row]:
+    """The same comparison under DPM++ 2M, DDIM and DDIM CFG++ (the webui scales CFG++'s CFG by 1/12.5)."""
+    return [
+        Row("samplers", "DPM++ 2M CFG", sampler="DPM++ 2M"),
+        Row("samplers", "DPM++ 2M CFG + SAG", sampler="DPM++ 2M", sag={}, baseline="DPM++ 2M CFG"),
+        Row("samplers", "DDIM CFG", sampler="DDIM"),
+        Row("samplers", "DDIM CFG + SAG", sampler="DDIM", sag={}, baseline="DDIM CFG"),
+        Row("samplers", "DDIM CFG++ 7.5", 7.5, sampler="DDIM CFG++"),
+        Row("samplers", "DDIM CFG++ 7.5 + SAG", 7.5, sampler="DDIM CFG++", sag={}, baseline="DDIM CFG++ 7.5"),
+    ]
+
+
+def ablation_rows() -> list[Row]:
+    """The paper's ablations on top of CFG: the mask (Table 5), blur sigma, scale, the CFG-1 branch, no class."""
+    rows = [Row("mask", f"global blur, scale {scale:g}", sag={"threshold": 0.0, "scale": scale}, baseline=CFG)
+            for scale in (0.1, 0.3, 0.5, 0.75)]
+    rows += [
+        Row("mask", "random mask, SAG's coverage", sag={}, mask="random", baseline=CFG),
+        Row("mask", "inverse mask", sag={}, mask="inverse", baseline=CFG),
+        Row("mask", "threshold 0.5", sag={"threshold": 0.5}, baseline=CFG),
+        Row("mask", "threshold 1.5", sag={"threshold": 1.5}, baseline=CFG),
+        Row("mask", "sigma 0 (plumbing check)", sag={"blur_sigma": 0.0}, baseline=CFG),
+    ]
+    rows += [Row("blur sigma", f"sigma {sigma:g}", sag={"blur_sigma": sigma}, baseline=CFG)
+             for sigma in (1.0, 3.0, 4.0, 6.0)]
+    rows += [Row("scale", f"scale {scale:g}", sag={"scale": scale}, baseline=CFG) for scale in (0.3, 1.0, 1.5, 2.0, 3.0)]
+    rows += [
+        Row("CFG 1", "SAG alone, negative branch", 1.0, sag={}, branch="negative", baseline=NO_GUIDANCE),
+        Row("unconditional", "null class", 1.0, conditional=False),
+        Row("unconditional", "null class, SAG", 1.0, sag={}, conditional=False, baseline="null class"),
+    ]
+    return rows
+
+
+ROW_SETS = {"frontier": frontier_rows, "samplers": sampler_rows, "ablations": ablation_rows}
+
+
+def quick_rows() -> list[Row]:
+    """The smoke test's rows: each has an outcome the plumbing fixes (equal, or different, from CFG)."""
+    return [
+        Row("quick", CFG),
+        Row("quick", "CFG + SAG", sag={}, baseline=CFG),
+        Row("quick", "sigma 0 (plumbing check)", sag={"blur_sigma": 0.0}, baseline=CFG),
+        Row("quick", "global blur, scale 0.75", sag={"threshold": 0.0}, baseline=CFG),
+    ]
+
+
+def rows_of(sets: list[str]) -> list[Row]:
+    """The rows of the named sets, in order, each name once."""
+    rows: dict[str, Row] = {}
+    for name in sets:
+        for row in ROW_SETS[name]():
+            rows.setdefault(row.name, row)
+    return list(rows.values())
