@@ -23,7 +23,7 @@ def quick(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("quality")
     subprocess.run([sys.executable, str(ROOT / "tools" / "quality.py"), "quick", "--out", str(out)],
                    check=True, cwd=out, capture_output=True, timeout=300)
-    return json.loads((out / "quick.json").read_text())
+    return {**json.loads((out / "quick.json").read_text()), "report": (out / "docs" / "quality-results.md").read_text()}
 
 
 def test_quick_sigma_zero_row_equals_the_cfg_row(quick):
@@ -48,6 +48,14 @@ def test_quick_counts_one_extra_uncond_pass_per_guided_step(quick):
     rows = quick["rows"]  # 3 sampling steps of cond + uncond rows; SAG adds one uncond row per step
     assert rows["CFG"]["unet_passes_per_image"] == 6
     assert rows["CFG + SAG"]["unet_passes_per_image"] == 9
+
+
+def test_quick_report_tables_every_row_with_its_change_from_cfg(quick):
+    table = [line for line in quick["report"].splitlines() if line.startswith("| quick |")]
+    assert [line.split(" | ")[1] for line in table] == list(quick["rows"])
+    assert table[0].endswith("| 6 | - | - |")  # CFG: 6 U-Net passes per image, no baseline
+    assert all("of 2)" in line for line in table[1:])  # a paired change over both seeds
+    assert "FD grows with the blur under both scorers" in quick["report"]
 
 
 def test_weight_files_are_named_by_the_code_and_the_torch_version(monkeypatch, tmp_path):

@@ -163,6 +163,8 @@ def quick(out: Path) -> dict:
                                    for cell in cells],
                             "unet_passes_per_image": cells[0]["unet_passes_per_image"],
                             "mask_coverage": cells[0]["mask_coverage"]}
+    import quality_report
+    quality_report.write(lab, out / "docs", {QUICK_MODEL.name: QUICK_MODEL}, rows, plot_groups=("quick",))
     summary = {"rows": result, "batch_invariant": batch_invariant(lab)}
     (out / "quick.json").write_text(json.dumps(summary, indent=1))
     return summary
