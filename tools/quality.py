@@ -81,16 +81,21 @@ def model_key(spec: ModelSpec, training_seed: int) -> str:
     return f"{spec.name}-seed{training_seed}"
 
 
-def best_cfg_scale(lab: Lab, key: str, seeds: tuple[int, ...], reference: np.ndarray) -> float | None:
-    """The CFG scale (20 steps) with the lowest mean FD (first scorer) on this model's cached cells; None if absent."""
-    means = {}
-    for scale in CFG_SCALES:
-        row = Row("frontier", cfg_name(scale), scale)
-        cells = [lab.cells.load(key, row, seed) for seed in seeds]
-        if any(cell is None for cell in cells):
-            return None
-        means[scale] = statistics.fmean(
-            frechet_distance(cell["arrays"][f"features_{SCORER_SEEDS[0]}"], reference) for cell in cells)
+BEST_CFG_SEEDS = (1, 2, 3)
+
+
+def best_cfg_scale(lab: Lab, key: str, reference: np.ndarray) -> float | None:
+    """The CFG scale (20 steps) with the lowest mean FD (first scorer) on this model's cached cells; None if absent.
+
+    Judged on the sampling seeds among BEST_CFG_SEEDS that every CFG row has, so that a run adding
+    later seeds never moves the choice (and with it the best-CFG rows' cells).
+    """
+    rows = {scale: Row("frontier", cfg_name(scale), scale) for scale in CFG_SCALES}
+    seeds = [seed for seed in BEST_CFG_SEEDS if all(lab.cells.load(key, row, seed) for row in rows.values())]
+    if not seeds:
+        return None
+    means = {scale: statistics.fmean(frechet_distance(lab.cells.load(key, row, seed)["arrays"][
+        f"features_{SCORER_SEEDS[0]}"], reference) for seed in seeds) for scale, row in rows.items()}
     return min(means, key=means.get)
 
 
@@ -127,7 +132,7 @@ def run(lab: Lab, specs: list[ModelSpec], training_seeds: list[int], seeds: tupl
             install_model(model.unet)
             key = model_key(spec, training_seed)
             for planned in rows:
-                best = best_cfg_scale(lab, key, seeds, reference) if planned.best_cfg else None
+                best = best_cfg_scale(lab, key, reference) if planned.best_cfg else None
                 row = resolve(planned, best)
                 if row is None:
                     print(f"{key}: {planned.name} skipped: its CFG scale needs the CFG rows first", flush=True)

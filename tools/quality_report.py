@@ -55,7 +55,7 @@ def spread(values: list[float]) -> tuple[float, float]:
 def collect(lab, model_key: str, rows: list[Row], reference: np.ndarray) -> dict[str, RowCells]:
     """The cached cells of `rows` for one model and training seed (best-CFG rows resolved as `run` resolved them)."""
     from quality import best_cfg_scale, resolve
-    best = best_cfg_scale(lab, model_key, SEEDS, reference)
+    best = best_cfg_scale(lab, model_key, reference)
     found = {}
     for planned in rows:
         row = resolve(planned, best)
@@ -99,7 +99,7 @@ def row_scores(entry: RowCells, references: dict[int, np.ndarray], real_chroma: 
     precision, recall = precision_recall(reference, pooled)
     coverage = [cell["mask_coverage"] for cell in entry.cells.values() if cell["mask_coverage"] is not None]
     return {"fd": spread(fds), "fd_pooled": frechet_distance(pooled, reference),
-            "kid": 1000 * kernel_inception_distance(pooled, reference), "precision": precision, "recall": recall,
+            "kid": kernel_inception_distance(pooled, reference), "precision": precision, "recall": recall,
             "recognised": spread([100 * s for s in shares]), "chroma": float(entry.array("chroma").mean()) / real_chroma,
             "coverage": statistics.fmean(coverage) if coverage else None, "seeds": len(entry.cells),
             "passes": statistics.fmean(c["unet_passes_per_image"] for c in entry.cells.values()),
@@ -108,7 +108,7 @@ def row_scores(entry: RowCells, references: dict[int, np.ndarray], real_chroma: 
 
 def scores_table(found: dict[str, RowCells], references: dict[int, np.ndarray], real_chroma: float) -> list[str]:
     lines = ["| group | row | sampler, steps | CFG | SAG scale / sigma / threshold / window | seeds | FD ↓ | FD pooled ↓ "
-             "| KID ×1000 ↓ | precision ↑ | recall ↑ | recognised % | chroma vs real | mask coverage "
+             "| KID ↓ | precision ↑ | recall ↑ | recognised % | chroma vs real | mask coverage "
              "| U-Net passes per image | vs | ΔFD, same seeds |",
              "|" + "---|" * 17]
     for name, entry in found.items():
@@ -173,35 +173,49 @@ def sanity_table(scorers: dict, references: dict[int, np.ndarray]) -> tuple[list
     return lines, monotone
 
 
-def frontier_plot(per_model: dict[str, dict[str, list[RowCells]]], references: dict[int, np.ndarray],
+def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], references: dict[int, np.ndarray],
                   models: dict[str, ModelSpec], path: Path) -> None:
-    """FD against U-Net passes per image, one panel per model: every frontier row's cells (all training seeds)."""
+    """Change in FD from CFG 3 (same seeds) against U-Net passes per image, one panel per model.
+
+    Each point is one frontier row: the mean ± sd of its paired changes over every training and
+    sampling seed the model has. Paired changes, not raw FDs, because the seeds' spread (each seed's
+    128 images are another sample) is larger than the effects. The y axis is linear within ±1 and
+    logarithmic beyond, so strong CFG's large losses fit beside SAG's small gains.
+    """
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(per_model), figsize=(6.5 * len(per_model), 5), squeeze=False)
+    kinds = {"CFG": ("o", "tab:blue", -1.2), "CFG, more steps": ("s", "tab:cyan", -1.2),
+             "CFG + SAG": ("D", "tab:red", 1.2), "SAG alone": ("^", "tab:orange", 1.2),
+             "no guidance": ("x", "black", -1.2)}
+    figure, axes = plt.subplots(1, len(per_model), figsize=(7 * len(per_model), 5.5), squeeze=False)
     for axis, (model, rows) in zip(axes[0], per_model.items()):
-        points = {}
-        for name, entries in rows.items():
-            fds = [fd for entry in entries for fd in seed_fds(entry, references[FIRST]).values()]
-            passes = statistics.fmean(c["unet_passes_per_image"] for e in entries for c in e.cells.values())
-            points[name] = (passes, *spread(fds), entries[0].row)
-        cfg_line = [points[cfg_name(s)] for s in CFG_SCALES if cfg_name(s) in points]
-        if cfg_line:
-            axis.plot([p[0] for p in cfg_line], [p[1] for p in cfg_line], ":", color="grey", zorder=1)
-        for name, (passes, mean, sd, row) in points.items():
+        bases = rows.get(CFG, {})
+        for name, by_seed in rows.items():
+            entries = list(by_seed.values())
+            row = entries[0].row
+            changes = [change for seed, entry in by_seed.items() if seed in bases
+                       for change in paired(entry, bases[seed], references)]
+            if not changes or name == "best CFG":  # the best-CFG row is one of the CFG rows, drawn already
+                continue
             kind = ("CFG + SAG" if row.sag is not None and row.cfg_scale > 1 else "SAG alone" if row.sag is not None
                     else "CFG, more steps" if row.steps != 20 else "CFG" if row.cfg_scale > 1 else "no guidance")
-            style = {"CFG": ("o", "tab:blue"), "CFG, more steps": ("s", "tab:cyan"), "CFG + SAG": ("D", "tab:red"),
-                     "SAG alone": ("^", "tab:orange"), "no guidance": ("x", "black")}[kind]
-            axis.errorbar(passes, mean, yerr=sd, fmt=style[0], color=style[1], capsize=3,
+            marker, colour, shift = kinds[kind]
+            passes = statistics.fmean(c["unet_passes_per_image"] for e in entries for c in e.cells.values())
+            mean, sd = spread(changes)
+            axis.errorbar(passes + shift, mean, yerr=sd, fmt=marker, color=colour, capsize=3,
                           label=kind if kind not in axis.get_legend_handles_labels()[1] else None)
-            axis.annotate(name, (passes, mean), textcoords="offset points", xytext=(5, 3), fontsize=7)
+            label = f"{name} (CFG {row.cfg_scale:g})" if row.name.startswith("best") else name
+            axis.annotate(label, (passes + shift, mean), textcoords="offset points", fontsize=7,
+                          xytext=(6, -3) if shift > 0 else (-6, -3), ha="left" if shift > 0 else "right")
+        axis.axhline(0.0, color="grey", linewidth=0.8)
+        axis.set_yscale("symlog", linthresh=1.0)
+        axis.set_xlim(25, 75)
         axis.set_title(f"model '{model}' ({models[model].about})", fontsize=9)
-        axis.set_xlabel("U-Net passes per image (rows of U-Net input)")
-        axis.set_ylabel("FD to real images (lower is better), mean ± sd over seeds")
-        axis.legend(fontsize=8)
+        axis.set_xlabel("U-Net passes per image (rows of U-Net input; CFG at 20 steps = 40)")
+        axis.set_ylabel("ΔFD from CFG 3 on the same seeds (below 0 = better)")
+        axis.legend(fontsize=8, loc="upper right")
         axis.grid(alpha=0.3)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -231,7 +245,7 @@ def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row
             per_seed[key] = found
             for row_name, entry in found.items():
                 if entry.row.group in plot_groups:
-                    per_model.setdefault(name, {}).setdefault(row_name, []).append(entry)
+                    per_model.setdefault(name, {}).setdefault(row_name, {})[training_seed] = entry
             lines += [f"## Model '{name}', training seed {training_seed}", "",
                       *scores_table(found, references, real_chroma), "", "Class histograms (scorer 1, pooled):", "",
                       *histogram_table(found, references, real_histogram), ""]
