@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from quality_data import CLASSES, sample_set
-from quality_rows import CFG, CFG_SCALES, NO_GUIDANCE, Row, cfg_name, rows_of
+from quality_rows import CFG, NO_GUIDANCE, Row, cfg_name, rows_of
 from quality_scores import (chroma, class_histogram, classify, frechet_distance, kernel_inception_distance,
                             precision_recall, recognised)
 from quality_weights import MODELS, SCORER_SEEDS, TRAINING_SEEDS, ModelSpec
