@@ -122,7 +122,15 @@ def ablation_rows() -> list[Row]:
     return rows
 
 
-ROW_SETS = {"frontier": frontier_rows, "samplers": sampler_rows, "ablations": ablation_rows}
+KEY_ROWS = (NO_GUIDANCE, CFG, "CFG 3, 25 steps", "CFG 3, 30 steps", "CFG + SAG", "CFG + SAG 0.5-1", "SAG alone")
+
+
+def key_rows() -> list[Row]:
+    """The frontier rows a user's question turns on (SAG against the same passes spent on steps): for extra seeds."""
+    return [row for row in frontier_rows() if row.name in KEY_ROWS]
+
+
+ROW_SETS = {"frontier": frontier_rows, "key": key_rows, "samplers": sampler_rows, "ablations": ablation_rows}
 
 
 def quick_rows() -> list[Row]:
