@@ -29,16 +29,17 @@ for path in (ROOT / "tools", ROOT / "tests" / "host", ROOT):
 import harness  # noqa: E402
 from models import TinyLatentDiffusion  # noqa: E402
 from modules import script_callbacks, sd_hijack_unet, shared  # noqa: E402
-from quality_cells import Sampling, job_chunks  # noqa: E402
+from quality_cells import MaskLog, Sampling, sample_cell  # noqa: E402
 from quality_data import CLASSES, sample_set  # noqa: E402
-from quality_models import NULL_CLASS, ClassifierConfig, DiffusionPair, ShapeClassifier  # noqa: E402
+from quality_models import ClassifierConfig, DiffusionPair, ShapeClassifier  # noqa: E402
+from quality_rows import Row  # noqa: E402
 from quality_scores import classify, frechet_distance, recognised  # noqa: E402
 from quality_weights import MODELS, classifier_path, code_fingerprint, diffusion_path  # noqa: E402
 
 MODEL_FILE = ROOT / "tools" / "demo-model" / "sag-lab-base-seed0.safetensors"
 DEMO_MODEL, DEMO_TRAINING_SEED, DEMO_SCORER_SEED = "base", 0, 1
 REFERENCE_SEED = 777_000  # tools/quality.py's reference set
-SAG_ON = (True, 0.75, 2.0, 1.0, 0.0, 1.0)
+CFG_ROW, SAG_ROW = Row("demo", "CFG"), Row("demo", "CFG + SAG", sag={})  # Euler a, 20 steps, CFG 3; SAG defaults
 
 
 def export(weights: Path, target: Path = MODEL_FILE) -> None:
@@ -85,24 +86,6 @@ class MaskKeeper:
 
     def all(self) -> torch.Tensor:
         return torch.cat(list(self.masks.values()))
-
-
-@torch.no_grad()
-def sample(ext: harness.Extension, model: DiffusionPair, sag: tuple, seed: int, sampling: Sampling) -> torch.Tensor:
-    """The lab's cell: 128 balanced-class images in jobs of 32, Euler a, 20 steps, CFG 3."""
-    from modules import processing
-    from modules.prompt_parser import MulticondBatch
-    images = []
-    for chunk, labels in job_chunks(sampling):
-        cond, uncond = model.context(labels), model.context(torch.full_like(labels, NULL_CLASS))
-        p = processing.StableDiffusionProcessing(
-            cond=MulticondBatch([[(i, 1.0)] for i in range(len(labels))], cond), uncond=uncond,
-            batch_size=len(labels), steps=20, cfg_scale=3.0, width=256, height=256, seed=seed * 10_000 + chunk,
-            sampler_name="Euler a")
-        p.scripts = ext.txt2img
-        p.script_args = tuple(harness.sag_args(ext.txt2img, *sag))
-        images.append(processing.process_images(p).samples)
-    return torch.cat(images)
 
 
 def to_pixels(images: torch.Tensor) -> np.ndarray:
@@ -155,8 +138,8 @@ def main(argv: list[str] | None = None) -> None:
     keeper = MaskKeeper(ext)
     script_callbacks.on_cfg_after_cfg(keeper)
     sampling = Sampling()
-    cfg = sample(ext, model, (False,), args.seed, sampling)
-    sag = sample(ext, model, SAG_ON, args.seed, sampling)
+    cfg, sag = (sample_cell(ext, model, row, args.seed, sampling, MaskLog("saliency", args.seed))
+                for row in (CFG_ROW, SAG_ROW))
     masks = keeper.all()[:, 0]
 
     reference = classify(scorer, sample_set(2048, REFERENCE_SEED)[0])[0]
