@@ -2,8 +2,8 @@
 
 Each cell's images go through the test host's `process_images` (webui v1.10.1's CFG denoiser and
 samplers, tests/host) with the extension's own script. What the scores need is kept per cell in
-out/quality/cells: the scorers' features and class probabilities per image, a colour statistic
-per image, the share of the latent SAG's mask covered, the U-Net rows per image, and a digest of
+out/quality/cells: the images (float16), the scorers' features and class probabilities per image,
+a colour statistic per image, the share of the latent SAG's mask covered, the U-Net rows per image, and a digest of
 the images (the smoke test compares rows exactly with it). Cells are never recomputed once cached;
 each records the extension's code fingerprint, so the report can say which are older than the code.
 """
@@ -189,6 +189,7 @@ def compute_cell(ext: harness.Extension, model: DiffusionPair, scorers: dict[int
     finally:
         counter.remove()
     arrays = describe_images(images, scorers)
+    arrays["images"] = images.half().numpy()  # so that other scorers can judge the cell later without sampling it
     arrays["labels"] = (balanced_labels(sampling.images) if row.conditional
                         else torch.full((sampling.images,), -1)).numpy()
     cell = {"row": row.name, "row_key": row.key(), "seed": seed, "images": sampling.images,
