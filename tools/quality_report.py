@@ -108,18 +108,21 @@ def row_scores(entry: RowCells, references: dict[int, np.ndarray], real_chroma: 
 def scores_table(found: dict[str, RowCells], references: dict[int, np.ndarray], real_chroma: float) -> list[str]:
     lines = ["| group | row | sampler, steps | CFG | SAG scale / sigma / threshold / window | seeds | FD ↓ | FD pooled ↓ "
              "| KID ↓ | precision ↑ | recall ↑ | recognised % | chroma vs real | mask coverage "
-             "| U-Net passes per image | vs | ΔFD, same seeds |",
-             "|" + "---|" * 17]
+             "| U-Net passes per image | vs | ΔFD, same seeds | FD, scorer 2 | ΔFD, scorer 2 |",
+             "|" + "---|" * 19]
     for name, entry in found.items():
         s, row = row_scores(entry, references, real_chroma), entry.row
         base = found.get(row.baseline) if row.baseline else None
         change = describe_change(paired(entry, base, references)) if base else "-"
+        change_2 = describe_change(paired(entry, base, references, SECOND)) if base else "-"
+        fd_2 = spread(list(seed_fds(entry, references[SECOND], SECOND).values()))
         coverage = "-" if s["coverage"] is None else f"{s['coverage']:.2f}"
         lines.append(
             f"| {row.group} | {name} | {row.sampler}, {row.steps} | {row.cfg_scale:g} | {row.describe_sag()} "
             f"| {s['seeds']} | {s['fd'][0]:.2f} ± {s['fd'][1]:.2f} | {s['fd_pooled']:.2f} | {s['kid']:.2f} "
             f"| {s['precision']:.3f} | {s['recall']:.3f} | {s['recognised'][0]:.1f} ± {s['recognised'][1]:.1f} "
-            f"| {s['chroma']:.3f} | {coverage} | {s['passes']:.0f} | {row.baseline or '-'} | {change} |")
+            f"| {s['chroma']:.3f} | {coverage} | {s['passes']:.0f} | {row.baseline or '-'} | {change} "
+            f"| {fd_2[0]:.2f} ± {fd_2[1]:.2f} | {change_2} |")
     return lines
 
 
@@ -174,7 +177,7 @@ def sanity_table(scorers: dict, references: dict[int, np.ndarray]) -> tuple[list
 
 def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], references: dict[int, np.ndarray],
                   models: dict[str, ModelSpec], path: Path) -> None:
-    """Change in FD from CFG 3 (same seeds) against U-Net passes per image, one panel per model.
+    """Change in FD from CFG 3 (same seeds) against U-Net passes per image, one panel per model and scorer.
 
     Each point is one frontier row: the mean ± sd of its paired changes over every training and
     sampling seed the model has. Paired changes, not raw FDs, because the seeds' spread (each seed's
@@ -188,38 +191,46 @@ def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], referenc
     kinds = {"CFG": ("o", "tab:blue", -1.2), "CFG, more steps": ("s", "tab:cyan", -1.2),
              "CFG + SAG": ("D", "tab:red", 1.2), "SAG alone": ("^", "tab:orange", 1.2),
              "no guidance": ("x", "black", -1.2)}
-    figure, axes = plt.subplots(1, len(per_model), figsize=(7 * len(per_model), 5.5), squeeze=False)
-    for axis, (model, rows) in zip(axes[0], per_model.items()):
-        bases = rows.get(CFG, {})
-        for name, by_seed in rows.items():
-            entries = list(by_seed.values())
-            row = entries[0].row
-            changes = [change for seed, entry in by_seed.items() if seed in bases
-                       for change in paired(entry, bases[seed], references)]
-            if not changes or name == "best CFG":  # the best-CFG row is one of the CFG rows, drawn already
-                continue
-            kind = ("CFG + SAG" if row.sag is not None and row.cfg_scale > 1 else "SAG alone" if row.sag is not None
-                    else "CFG, more steps" if row.steps != 20 else "CFG" if row.cfg_scale > 1 else "no guidance")
-            marker, colour, shift = kinds[kind]
-            passes = statistics.fmean(c["unet_passes_per_image"] for e in entries for c in e.cells.values())
-            mean, sd = spread(changes)
-            axis.errorbar(passes + shift, mean, yerr=sd, fmt=marker, color=colour, capsize=3,
-                          label=kind if kind not in axis.get_legend_handles_labels()[1] else None)
-            label = f"{name} (CFG {row.cfg_scale:g})" if row.name.startswith("best") else name
-            axis.annotate(label, (passes + shift, mean), textcoords="offset points", fontsize=7,
-                          xytext=(6, -3) if shift > 0 else (-6, -3), ha="left" if shift > 0 else "right")
-        axis.axhline(0.0, color="grey", linewidth=0.8)
-        axis.set_yscale("symlog", linthresh=1.0)
-        axis.set_xlim(25, 75)
-        axis.set_title(f"model '{model}' ({models[model].about})", fontsize=9)
-        axis.set_xlabel("U-Net passes per image (rows of U-Net input; CFG at 20 steps = 40)")
-        axis.set_ylabel("ΔFD from CFG 3 on the same seeds (below 0 = better)")
-        axis.legend(fontsize=8, loc="upper right")
-        axis.grid(alpha=0.3)
+    figure, axes = plt.subplots(len(SCORER_SEEDS), len(per_model), figsize=(7 * len(per_model), 5.5 * len(SCORER_SEEDS)),
+                                squeeze=False)
+    for scorer, axes_row in zip(SCORER_SEEDS, axes):
+        for axis, (model, rows) in zip(axes_row, per_model.items()):
+            frontier_panel(axis, rows, references, scorer, kinds)
+            axis.set_title(f"model '{model}' ({models[model].about}); scorer {scorer}", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], references: dict[int, np.ndarray], scorer: int,
+                   kinds: dict) -> None:
+    """One model's frontier rows under one scorer: each row's paired change from CFG 3 against its passes."""
+    bases = rows.get(CFG, {})
+    for name, by_seed in rows.items():
+        entries = list(by_seed.values())
+        row = entries[0].row
+        changes = [change for seed, entry in by_seed.items() if seed in bases
+                   for change in paired(entry, bases[seed], references, scorer)]
+        if not changes or name == "best CFG":  # the best-CFG row is one of the CFG rows, drawn already
+            continue
+        kind = ("CFG + SAG" if row.sag is not None and row.cfg_scale > 1 else "SAG alone" if row.sag is not None
+                else "CFG, more steps" if row.steps != 20 else "CFG" if row.cfg_scale > 1 else "no guidance")
+        marker, colour, shift = kinds[kind]
+        passes = statistics.fmean(c["unet_passes_per_image"] for e in entries for c in e.cells.values())
+        mean, sd = spread(changes)
+        axis.errorbar(passes + shift, mean, yerr=sd, fmt=marker, color=colour, capsize=3,
+                      label=kind if kind not in axis.get_legend_handles_labels()[1] else None)
+        label = f"{name} (CFG {row.cfg_scale:g})" if row.name.startswith("best") else name
+        axis.annotate(label, (passes + shift, mean), textcoords="offset points", fontsize=7,
+                      xytext=(6, -3) if shift > 0 else (-6, -3), ha="left" if shift > 0 else "right")
+    axis.axhline(0.0, color="grey", linewidth=0.8)
+    axis.set_yscale("symlog", linthresh=1.0)
+    axis.set_xlim(25, 75)
+    axis.set_xlabel("U-Net passes per image (rows of U-Net input; CFG at 20 steps = 40)")
+    axis.set_ylabel("ΔFD from CFG 3 on the same seeds (below 0 = better)")
+    axis.legend(fontsize=8, loc="upper right")
+    axis.grid(alpha=0.3)
 
 
 def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None,
