@@ -130,7 +130,18 @@ def key_rows() -> list[Row]:
     return [row for row in frontier_rows() if row.name in KEY_ROWS]
 
 
-ROW_SETS = {"frontier": frontier_rows, "key": key_rows, "samplers": sampler_rows, "ablations": ablation_rows}
+OPTION_ROWS = (NO_GUIDANCE, "SAG alone", "SAG alone, negative branch", "DDIM CFG", "DDIM CFG + SAG", "DDIM CFG++ 7.5",
+               "DDIM CFG++ 7.5 + SAG")
+
+
+def option_rows() -> list[Row]:
+    """The rows behind two webui-option decisions: SAG's branch at CFG 1, and SAG's footing under DDIM CFG++."""
+    rows = frontier_rows() + sampler_rows() + ablation_rows()
+    return [row for row in rows if row.name in OPTION_ROWS]
+
+
+ROW_SETS = {"frontier": frontier_rows, "key": key_rows, "options": option_rows, "samplers": sampler_rows,
+            "ablations": ablation_rows}
 
 
 def quick_rows() -> list[Row]:
