@@ -29,6 +29,7 @@ for path in (ROOT / "tools", ROOT / "tests" / "host", ROOT):
 import harness  # noqa: E402
 from models import TinyLatentDiffusion  # noqa: E402
 from modules import script_callbacks, sd_hijack_unet, shared  # noqa: E402
+from quality import REFERENCE_IMAGES, REFERENCE_SEED  # noqa: E402
 from quality_cells import MaskLog, Sampling, sample_cell  # noqa: E402
 from quality_data import CLASSES, sample_set  # noqa: E402
 from quality_models import ClassifierConfig, DiffusionPair, ShapeClassifier  # noqa: E402
@@ -38,7 +39,6 @@ from quality_weights import MODELS, classifier_path, code_fingerprint, diffusion
 
 MODEL_FILE = ROOT / "tools" / "demo-model" / "sag-lab-base-seed0.safetensors"
 DEMO_MODEL, DEMO_TRAINING_SEED, DEMO_SCORER_SEED = "base", 0, 1
-REFERENCE_SEED = 777_000  # tools/quality.py's reference set
 CFG_ROW, SAG_ROW = Row("demo", "CFG"), Row("demo", "CFG + SAG", sag={})  # Euler a, 20 steps, CFG 3; SAG defaults
 
 
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
                 for row in (CFG_ROW, SAG_ROW))
     masks = keeper.all()[:, 0]
 
-    reference = classify(scorer, sample_set(2048, REFERENCE_SEED)[0])[0]
+    reference = classify(scorer, sample_set(REFERENCE_IMAGES, REFERENCE_SEED)[0])[0]
     labels = torch.arange(sampling.images) % len(CLASSES)
     scores = {}
     for name, images in (("CFG", cfg), ("CFG + SAG", sag)):

@@ -90,12 +90,13 @@ def best_cfg_scale(lab: Lab, key: str, reference: np.ndarray) -> float | None:
     Judged on the sampling seeds among BEST_CFG_SEEDS that every CFG row has, so that a run adding
     later seeds never moves the choice (and with it the best-CFG rows' cells).
     """
-    rows = {scale: Row("frontier", cfg_name(scale), scale) for scale in CFG_SCALES}
-    seeds = [seed for seed in BEST_CFG_SEEDS if all(lab.cells.load(key, row, seed) for row in rows.values())]
+    cells = {scale: {seed: lab.cells.load(key, Row("frontier", cfg_name(scale), scale), seed) for seed in BEST_CFG_SEEDS}
+             for scale in CFG_SCALES}
+    seeds = [seed for seed in BEST_CFG_SEEDS if all(by_seed[seed] is not None for by_seed in cells.values())]
     if not seeds:
         return None
-    means = {scale: statistics.fmean(frechet_distance(lab.cells.load(key, row, seed)["arrays"][
-        f"features_{SCORER_SEEDS[0]}"], reference) for seed in seeds) for scale, row in rows.items()}
+    means = {scale: statistics.fmean(frechet_distance(by_seed[seed]["arrays"][f"features_{SCORER_SEEDS[0]}"], reference)
+                                     for seed in seeds) for scale, by_seed in cells.items()}
     return min(means, key=means.get)
 
 
@@ -138,7 +139,7 @@ def run(lab: Lab, specs: list[ModelSpec], training_seeds: list[int], seeds: tupl
                     print(f"{key}: {planned.name} skipped: its CFG scale needs the CFG rows first", flush=True)
                     continue
                 for seed in seeds:
-                    if lab.cells.load(key, row, seed) is not None:
+                    if lab.cells.exists(key, row, seed):
                         continue
                     cell, images = compute_cell(ext, model, scorers, row, seed, lab.sampling)
                     lab.cells.save(key, row, seed, cell)

@@ -162,13 +162,18 @@ class CellCache:
     def path(self, model_key: str, row: Row, seed: int) -> Path:
         return self.root / model_key / f"{row.key()}-seed{seed}"
 
+    def exists(self, model_key: str, row: Row, seed: int) -> bool:
+        """Whether the cell is complete on disk (its .json is written last)."""
+        return self.path(model_key, row, seed).with_suffix(".json").exists()
+
     def load(self, model_key: str, row: Row, seed: int) -> dict | None:
-        base = self.path(model_key, row, seed)
-        if not base.with_suffix(".json").exists():
+        """The cell, its arrays read except the stored images (the scores never need them); None if absent."""
+        if not self.exists(model_key, row, seed):
             return None
+        base = self.path(model_key, row, seed)
         cell = json.loads(base.with_suffix(".json").read_text())
         with np.load(base.with_suffix(".npz")) as arrays:
-            cell["arrays"] = dict(arrays)
+            cell["arrays"] = {name: arrays[name] for name in arrays.files if name != "images"}
         return cell
 
     def save(self, model_key: str, row: Row, seed: int, cell: dict) -> None:

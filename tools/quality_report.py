@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from quality import REAL_SEED, SAMPLING_SEEDS, best_cfg_scale, resolve
 from quality_data import CLASSES, sample_set
 from quality_rows import CFG, NO_GUIDANCE, Row, cfg_name, rows_of
 from quality_scores import (chroma, class_histogram, classify, frechet_distance, kernel_inception_distance,
@@ -23,8 +24,6 @@ from quality_weights import MODELS, SCORER_SEEDS, TRAINING_SEEDS, ModelSpec
 from sag_core.blur import gaussian_blur_2d
 
 FIRST, SECOND = SCORER_SEEDS
-REAL_SEED = 888_000  # tools/quality.py's
-SEEDS = (1, 2, 3, 4, 5)
 KEY_CHANGES = [  # (row, baseline): the comparisons a user's question turns on
     ("CFG + SAG", CFG), (f"{cfg_name(3.0, 30)}", CFG), ("best CFG + SAG", "best CFG"), ("CFG + SAG 0.5-1", CFG),
     ("SAG alone", NO_GUIDANCE), ("DPM++ 2M CFG + SAG", "DPM++ 2M CFG"), ("DDIM CFG + SAG", "DDIM CFG"),
@@ -53,14 +52,13 @@ def spread(values: list[float]) -> tuple[float, float]:
 
 def collect(lab, model_key: str, rows: list[Row], reference: np.ndarray) -> dict[str, RowCells]:
     """The cached cells of `rows` for one model and training seed (best-CFG rows resolved as `run` resolved them)."""
-    from quality import best_cfg_scale, resolve
     best = best_cfg_scale(lab, model_key, reference)
     found = {}
     for planned in rows:
         row = resolve(planned, best)
         if row is None:
             continue
-        cells = {seed: lab.cells.load(model_key, row, seed) for seed in SEEDS}
+        cells = {seed: lab.cells.load(model_key, row, seed) for seed in SAMPLING_SEEDS}
         cells = {seed: cell for seed, cell in cells.items() if cell is not None}
         if cells:
             found[row.name] = RowCells(row, cells)
@@ -91,8 +89,6 @@ def row_scores(entry: RowCells, references: dict[int, np.ndarray], real_chroma: 
     reference = references[FIRST]
     fds = list(seed_fds(entry, reference).values())
     pooled = entry.features(FIRST)
-    labels = entry.array("labels")
-    probs = entry.array(f"probs_{FIRST}")
     shares = [recognised(cell["arrays"][f"probs_{FIRST}"], None if cell["arrays"]["labels"][0] < 0
                          else cell["arrays"]["labels"]) for cell in entry.cells.values()]
     precision, recall = precision_recall(reference, pooled)
@@ -101,8 +97,7 @@ def row_scores(entry: RowCells, references: dict[int, np.ndarray], real_chroma: 
             "kid": kernel_inception_distance(pooled, reference), "precision": precision, "recall": recall,
             "recognised": spread([100 * s for s in shares]), "chroma": float(entry.array("chroma").mean()) / real_chroma,
             "coverage": statistics.fmean(coverage) if coverage else None, "seeds": len(entry.cells),
-            "passes": statistics.fmean(c["unet_passes_per_image"] for c in entry.cells.values()),
-            "histogram": class_histogram(probs, len(CLASSES)), "conditional": bool(labels[0] >= 0)}
+            "passes": statistics.fmean(c["unet_passes_per_image"] for c in entry.cells.values())}
 
 
 def scores_table(found: dict[str, RowCells], references: dict[int, np.ndarray], real_chroma: float) -> list[str]:
@@ -126,7 +121,7 @@ def scores_table(found: dict[str, RowCells], references: dict[int, np.ndarray], 
     return lines
 
 
-def histogram_table(found: dict[str, RowCells], references: dict[int, np.ndarray], real: np.ndarray) -> list[str]:
+def histogram_table(found: dict[str, RowCells], real: np.ndarray) -> list[str]:
     """The scorer's class counts per row (pooled), against the real images': what drives the unconditional FD."""
     lines = ["| row | " + " | ".join(CLASSES) + " |", "|---|" + "---|" * len(CLASSES),
              "| real images | " + " | ".join(str(int(n)) for n in real) + " |"]
@@ -164,7 +159,7 @@ def sanity_table(scorers: dict, references: dict[int, np.ndarray]) -> tuple[list
         per_scorer = []
         for scorer in SCORER_SEEDS:
             fds = []
-            for seed in SEEDS:
+            for seed in SAMPLING_SEEDS:
                 images, _ = sample_set(128, REAL_SEED + seed)
                 blurred = gaussian_blur_2d(images, sigma) if sigma else images
                 fds.append(frechet_distance(classify(scorers[scorer], blurred)[0], references[scorer]))
@@ -258,7 +253,7 @@ def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row
                     per_model.setdefault(name, {}).setdefault(row_name, {})[training_seed] = entry
             lines += [f"## Model '{name}', training seed {training_seed}", "",
                       *scores_table(found, references, real_chroma), "", "Class histograms (scorer 1, pooled):", "",
-                      *histogram_table(found, references, real_histogram), ""]
+                      *histogram_table(found, real_histogram), ""]
     lines += ["## Replication: the key changes per model and training seed", "",
               "Each cell: mean ΔFD over the sampling seeds under scorer 1 / scorer 2, and (on how many sampling seeds "
               "scorer 1's FD fell / seeds).", "", *replication_table(per_seed, references), ""]
