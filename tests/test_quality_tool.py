@@ -14,8 +14,9 @@ for path in (ROOT / "tools", ROOT / "tests" / "host", ROOT):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
-from quality_scores import (class_histogram, frechet_distance, kernel_inception_distance,  # noqa: E402
-                            precision_recall)
+from quality_scores import (PatchJudge, class_histogram, edge_energy, frechet_distance,  # noqa: E402
+                            kernel_inception_distance, laplacian_pyramid, patch_descriptors, precision_recall,
+                            sliced_wasserstein)
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +55,17 @@ def test_quick_report_tables_every_row_with_its_change_from_cfg(quick):
     table = [line for line in quick["report"].splitlines() if line.startswith("| quick |")]
     assert [line.split(" | ")[1] for line in table] == list(quick["rows"])
     cfg = [cell.strip() for cell in table[0].split("|")]
-    assert cfg[15:18] == ["6", "-", "-"]  # CFG: 6 U-Net passes per image, no baseline, no change
+    assert cfg[16:19] == ["6", "-", "-"]  # CFG: 6 U-Net passes per image, no baseline, no change
     assert all(line.count("of 2)") == 2 for line in table[1:])  # a paired change over both seeds, under both scorers
-    assert "FD grows with the blur under both scorers" in quick["report"]
+    assert "Every judge's distance grows with the blur:" in quick["report"]
+
+
+def test_quick_report_judges_sags_change_under_five_scorers_and_the_patch_judge(quick):
+    line = next(line for line in quick["report"].splitlines() if line.startswith("| CFG + SAG vs CFG | 2 |"))
+    cells = [cell.strip() for cell in line.split("|")[1:-1]]
+    assert all(cell.startswith(("+", "-")) and cell != "-" for cell in cells[2:7])  # ΔFD under each of the 5 scorers
+    assert cells[7].endswith("of 5")
+    assert cells[8].endswith("/2)")  # the patch judge's change over both seeds
 
 
 def test_weight_files_are_named_by_the_code_and_the_torch_version(monkeypatch, tmp_path):
@@ -130,3 +139,49 @@ def test_demo_model_is_shipped_small_and_loads_into_the_lab_networks():
     assert metadata["model"] == "base" and metadata["training_seed"] == "0"
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert sum(p.numel() for p in model.unet.parameters()) > 1_000_000
+
+
+def test_sliced_wasserstein_is_zero_for_the_same_set_and_the_mean_projected_shift_for_a_shifted_copy():
+    points = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
+    shift = torch.tensor([0.5, -1.0, 0.0, 2.0, 0.25])
+    assert sliced_wasserstein(points, points, torch.Generator().manual_seed(1)) == 0.0
+    generator = torch.Generator().manual_seed(1)
+    axes = [torch.randn(5, 256, generator=generator) for _ in range(4)]
+    expected = torch.stack([((shift @ (a / a.norm(dim=0))).abs()).mean() for a in axes]).mean()
+    found = sliced_wasserstein(points + shift, points, torch.Generator().manual_seed(1))
+    assert found == pytest.approx(float(expected), rel=1e-5)
+
+
+def test_laplacian_pyramid_halves_each_level_and_keeps_a_constant_in_the_low_pass_only():
+    levels = laplacian_pyramid(torch.full((2, 4, 32, 32), 0.3))
+    assert [tuple(level.shape[-2:]) for level in levels] == [(32, 32), (16, 16), (8, 8)]
+    assert all(level.abs().max() < 1e-6 for level in levels[:2])
+    assert torch.allclose(levels[2], torch.full((2, 4, 8, 8), 0.3))
+
+
+def test_patch_descriptors_are_the_images_own_windows():
+    images = torch.arange(2 * 3 * 10 * 10, dtype=torch.float32).reshape(2, 3, 10, 10)
+    found = patch_descriptors(images, 4, torch.Generator().manual_seed(0), size=7)
+    generator = torch.Generator().manual_seed(0)
+    rows, columns = torch.randint(0, 4, (2, 4), generator=generator), torch.randint(0, 4, (2, 4), generator=generator)
+    assert found.shape == (8, 3 * 49)
+    r, c = int(rows[1, 2]), int(columns[1, 2])
+    assert torch.equal(found[6], images[1, :, r:r + 7, c:c + 7].reshape(-1))
+
+
+def test_patch_judge_scores_blurred_real_images_monotonically_worse():
+    sys.path.insert(0, str(ROOT))
+    from quality_data import sample_set
+    from sag_core.blur import gaussian_blur_2d
+    judge = PatchJudge(sample_set(512, 1)[0], per_image=8)
+    images = sample_set(128, 2)[0]
+    scores = [sum(judge.distances(gaussian_blur_2d(images, s) if s else images, seed=3)) for s in (0, 0.5, 1, 2)]
+    assert scores == sorted(scores) and scores[0] < scores[-1] / 2
+
+
+def test_edge_energy_of_a_flat_image_is_zero_and_of_one_step_edge_is_its_share():
+    flat = torch.zeros(1, 4, 32, 32)
+    step = flat.clone()
+    step[:, :3, :, 16:] = 2.0  # clamped to 1: a step of 1 across one of 31 column gaps, none down
+    assert edge_energy(flat)[0] == 0.0
+    assert edge_energy(step)[0] == pytest.approx(1 / 31 / 2)

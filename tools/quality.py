@@ -68,12 +68,17 @@ class Lab:
     def cells(self) -> CellCache:
         return CellCache(self.out / "cells")
 
-    def scorers(self) -> dict[int, ShapeClassifier]:
-        return {seed: scoring_classifier(self.weights, replace(self.classifier, seed=seed))[0] for seed in SCORER_SEEDS}
+    def scorers(self, seeds: tuple[int, ...] = SCORER_SEEDS) -> dict[int, ShapeClassifier]:
+        """The scoring classifiers of these seeds, trained now if not cached."""
+        return {seed: scoring_classifier(self.weights, replace(self.classifier, seed=seed))[0] for seed in seeds}
+
+    def real_images(self) -> torch.Tensor:
+        """The fixed real images every score compares with."""
+        return sample_set(self.reference_images, REFERENCE_SEED)[0]
 
     def reference(self, scorers: dict[int, ShapeClassifier]) -> dict[int, np.ndarray]:
         """Each scorer's features of the fixed real reference set."""
-        images, _ = sample_set(self.reference_images, REFERENCE_SEED)
+        images = self.real_images()
         return {seed: classify(scorer, images)[0] for seed, scorer in scorers.items()}
 
 
@@ -120,8 +125,13 @@ def save_grid(images: torch.Tensor, path: Path, columns: int = 8) -> None:
     Image.fromarray(np.concatenate(rows, axis=0)).resize((columns * 96, len(rows) * 96), Image.NEAREST).save(path)
 
 
-def run(lab: Lab, specs: list[ModelSpec], training_seeds: list[int], seeds: tuple[int, ...], rows: list[Row]) -> None:
-    """Sample and cache every missing cell, model by model; prints each cell as it is done."""
+def run(lab: Lab, specs: list[ModelSpec], training_seeds: list[int], seeds: tuple[int, ...], rows: list[Row],
+        refill_images: bool = False) -> None:
+    """Sample and cache every missing cell, model by model; prints each cell as it is done.
+
+    With `refill_images`, a cached cell without its images (made before cells kept them) is sampled again
+    and replaced, only if the new images are bit for bit the cached ones (the same digest).
+    """
     scorers = lab.scorers()
     reference = lab.reference(scorers)[SCORER_SEEDS[0]]
     harness.reset_host_state()
@@ -139,9 +149,13 @@ def run(lab: Lab, specs: list[ModelSpec], training_seeds: list[int], seeds: tupl
                     print(f"{key}: {planned.name} skipped: its CFG scale needs the CFG rows first", flush=True)
                     continue
                 for seed in seeds:
-                    if lab.cells.exists(key, row, seed):
+                    cached = lab.cells.meta(key, row, seed)
+                    if cached is not None and not (refill_images and not lab.cells.has_images(key, row, seed)):
                         continue
                     cell, images = compute_cell(ext, model, scorers, row, seed, lab.sampling)
+                    if cached is not None and cell["digest"] != cached["digest"]:
+                        raise SystemExit(f"{key} {row.name} seed {seed}: sampled again, the images differ from the "
+                                         "cached cell's (another CPU or torch?); the cell is kept as it was")
                     lab.cells.save(key, row, seed, cell)
                     if seed == seeds[0]:
                         save_grid(images, lab.out / "samples" / key / f"{row.key()}.png")
@@ -203,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="caches, samples and results")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where report writes its page and plot")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--images", action="store_true",
+                        help="run: also sample again the cached cells that keep no images (checked by digest)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "run":
         specs = [MODELS[name] for name in args.models.split(",")]
         run(Lab(out=args.out), specs, [int(s) for s in args.training_seeds.split(",")],
-            tuple(int(s) for s in args.seeds.split(",")), rows_of(args.sets.split(",")))
+            tuple(int(s) for s in args.seeds.split(",")), rows_of(args.sets.split(",")), args.images)
     else:
         import quality_report
         quality_report.write(Lab(out=args.out), args.docs)

@@ -166,14 +166,26 @@ class CellCache:
         """Whether the cell is complete on disk (its .json is written last)."""
         return self.path(model_key, row, seed).with_suffix(".json").exists()
 
-    def load(self, model_key: str, row: Row, seed: int) -> dict | None:
-        """The cell, its arrays read except the stored images (the scores never need them); None if absent."""
+    def meta(self, model_key: str, row: Row, seed: int) -> dict | None:
+        """The cell's record without its arrays (digest, passes, coverage, ...); None if absent."""
         if not self.exists(model_key, row, seed):
             return None
-        base = self.path(model_key, row, seed)
-        cell = json.loads(base.with_suffix(".json").read_text())
-        with np.load(base.with_suffix(".npz")) as arrays:
-            cell["arrays"] = {name: arrays[name] for name in arrays.files if name != "images"}
+        return json.loads(self.path(model_key, row, seed).with_suffix(".json").read_text())
+
+    def has_images(self, model_key: str, row: Row, seed: int) -> bool:
+        """Whether the cell exists and keeps its images (cells made before images were kept do not)."""
+        if not self.exists(model_key, row, seed):
+            return False
+        with np.load(self.path(model_key, row, seed).with_suffix(".npz")) as arrays:
+            return "images" in arrays.files
+
+    def load(self, model_key: str, row: Row, seed: int, images: bool = False) -> dict | None:
+        """The cell, its arrays read except the stored images unless asked for; None if absent."""
+        if not self.exists(model_key, row, seed):
+            return None
+        cell = self.meta(model_key, row, seed)
+        with np.load(self.path(model_key, row, seed).with_suffix(".npz")) as arrays:
+            cell["arrays"] = {name: arrays[name] for name in arrays.files if images or name != "images"}
         return cell
 
     def save(self, model_key: str, row: Row, seed: int, cell: dict) -> None:

@@ -3,8 +3,9 @@
 Per model and training seed, every row with cached cells gets: FD per sampling seed (mean ± standard
 deviation over seeds) and pooled over its seeds' samples, KID, precision and recall, the recognised
 share, the chroma against the real images', the mask coverage and the U-Net passes per image; and
-its change from its baseline row on the same seeds. The replication table gives the key changes
-per training seed and under the second scorer. Nothing here samples; missing cells are left out.
+its change from its baseline row on the same seeds. The judges' tables give the key changes under
+every judge: the FD of five scoring classifiers and a patch distance that is no classifier (cells
+that keep their images only). Nothing here samples; missing cells are left out.
 """
 
 from __future__ import annotations
@@ -14,25 +15,73 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from quality import REAL_SEED, SAMPLING_SEEDS, best_cfg_scale, resolve
 from quality_data import CLASSES, sample_set
+from quality_models import ShapeClassifier
 from quality_rows import CFG, NO_GUIDANCE, Row, cfg_name, rows_of
-from quality_scores import (chroma, class_histogram, classify, frechet_distance, kernel_inception_distance,
-                            precision_recall, recognised)
-from quality_weights import MODELS, SCORER_SEEDS, TRAINING_SEEDS, ModelSpec
+from quality_scores import (PatchJudge, chroma, class_histogram, classify, edge_energy, frechet_distance,
+                            kernel_inception_distance, precision_recall, recognised)
+from quality_weights import MODELS, PANEL_SEEDS, SCORER_SEEDS, TRAINING_SEEDS, ModelSpec
 from sag_core.blur import gaussian_blur_2d
 
 FIRST, SECOND = SCORER_SEEDS
 KEY_CHANGES = [  # (row, baseline): the comparisons a user's question turns on
     ("CFG + SAG", CFG), (f"{cfg_name(3.0, 30)}", CFG), ("best CFG + SAG", "best CFG"), ("CFG + SAG 0.5-1", CFG),
-    ("SAG alone", NO_GUIDANCE), ("DPM++ 2M CFG + SAG", "DPM++ 2M CFG"), ("DDIM CFG + SAG", "DDIM CFG"),
+    (f"{cfg_name(3.0, 25)}", CFG), (cfg_name(2.0), CFG), (cfg_name(5.0), CFG),
+    ("SAG alone", NO_GUIDANCE), ("DPM++ 2M CFG + SAG", "DPM++ 2M CFG"), ("DPM++ 2M CFG, 30 steps", "DPM++ 2M CFG"),
+    ("DDIM CFG + SAG", "DDIM CFG"), ("DDIM CFG, 30 steps", "DDIM CFG"),
     ("DDIM CFG++ 7.5 + SAG", "DDIM CFG++ 7.5")]
+PATCH_LEVELS = ("patches 32", "patches 16", "patches 8")
+
+
+def scorer(seed: int) -> str:
+    """The name of the judge that is scoring classifier `seed`'s FD."""
+    return f"scorer {seed}"
+
+
+@dataclass
+class Judges:
+    """Every judge the report applies to a cell: the panel of scorers' FD, the patch distance, the edge energy.
+
+    Cells keep the first two scorers' features; the other scorers and the patch judge need the
+    cell's images, so cells made before images were kept have only the first two verdicts.
+    """
+
+    panel: dict[int, ShapeClassifier]
+    references: dict[int, np.ndarray]
+    patches: PatchJudge
+    real_edge: float
+
+    @classmethod
+    def build(cls, lab) -> "Judges":
+        panel = lab.scorers(PANEL_SEEDS)
+        real = lab.real_images()
+        return cls(panel, lab.reference(panel), PatchJudge(real), float(edge_energy(real).mean()))
+
+    def verdicts(self, cell: dict) -> dict[str, float]:
+        """Judge name -> score of one cell (lower is better, except the edge energy: 1 is the real images')."""
+        arrays = cell["arrays"]
+        images = torch.from_numpy(arrays["images"].astype(np.float32)) if "images" in arrays else None
+        found = {}
+        for seed, model in self.panel.items():
+            features = arrays.get(f"features_{seed}")
+            if features is None and images is not None:
+                features = classify(model, images)[0]
+            if features is not None:
+                found[scorer(seed)] = frechet_distance(features, self.references[seed])
+        if images is not None:
+            levels = self.patches.distances(images, cell["seed"])
+            found["patches"] = statistics.fmean(levels)
+            found.update(zip(PATCH_LEVELS, levels))
+            found["edge"] = float(edge_energy(images).mean()) / self.real_edge
+        return found
 
 
 @dataclass
 class RowCells:
-    """A row's cached cells for one model and training seed, by sampling seed."""
+    """A row's cached cells for one model and training seed, by sampling seed (each with its judges' verdicts)."""
 
     row: Row
     cells: dict[int, dict]
@@ -44,34 +93,41 @@ class RowCells:
     def array(self, name: str) -> np.ndarray:
         return np.concatenate([cell["arrays"][name] for cell in self.cells.values()])
 
+    def verdicts(self, judge: str) -> dict[int, float]:
+        """Sampling seed -> the judge's score, for the seeds it could judge."""
+        return {seed: cell["verdicts"][judge] for seed, cell in self.cells.items() if judge in cell["verdicts"]}
+
 
 def spread(values: list[float]) -> tuple[float, float]:
     """Mean and sample standard deviation (0 for a single value)."""
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def collect(lab, model_key: str, rows: list[Row], reference: np.ndarray) -> dict[str, RowCells]:
-    """The cached cells of `rows` for one model and training seed (best-CFG rows resolved as `run` resolved them)."""
-    best = best_cfg_scale(lab, model_key, reference)
+def collect(lab, model_key: str, rows: list[Row], judges: Judges) -> dict[str, RowCells]:
+    """The cached cells of `rows` for one model and training seed, judged (best-CFG rows resolved as `run` did)."""
+    best = best_cfg_scale(lab, model_key, judges.references[FIRST])
     found = {}
     for planned in rows:
         row = resolve(planned, best)
         if row is None:
             continue
-        cells = {seed: lab.cells.load(model_key, row, seed) for seed in SAMPLING_SEEDS}
+        cells = {seed: lab.cells.load(model_key, row, seed, images=True) for seed in SAMPLING_SEEDS}
         cells = {seed: cell for seed, cell in cells.items() if cell is not None}
+        for cell in cells.values():
+            cell["verdicts"] = judges.verdicts(cell)
+            cell["arrays"].pop("images", None)
         if cells:
             found[row.name] = RowCells(row, cells)
     return found
 
 
-def seed_fds(entry: RowCells, reference: np.ndarray, scorer: int = FIRST) -> dict[int, float]:
-    return {seed: frechet_distance(entry.features(scorer, seed), reference) for seed in entry.cells}
+def seed_fds(entry: RowCells, scorer_seed: int = FIRST) -> dict[int, float]:
+    return entry.verdicts(scorer(scorer_seed))
 
 
-def paired(entry: RowCells, base: RowCells, references: dict[int, np.ndarray], scorer: int = FIRST) -> list[float]:
-    """The row's FD minus its baseline's on each sampling seed both have."""
-    ours, theirs = seed_fds(entry, references[scorer], scorer), seed_fds(base, references[scorer], scorer)
+def paired(entry: RowCells, base: RowCells, judge: str = scorer(FIRST)) -> list[float]:
+    """The row's score minus its baseline's under `judge`, on each sampling seed both have."""
+    ours, theirs = entry.verdicts(judge), base.verdicts(judge)
     return [ours[seed] - theirs[seed] for seed in ours if seed in theirs]
 
 
@@ -87,36 +143,39 @@ def describe_change(changes: list[float]) -> str:
 def row_scores(entry: RowCells, references: dict[int, np.ndarray], real_chroma: float) -> dict:
     """Every score of one row, over its cached sampling seeds."""
     reference = references[FIRST]
-    fds = list(seed_fds(entry, reference).values())
+    fds = list(seed_fds(entry).values())
     pooled = entry.features(FIRST)
     shares = [recognised(cell["arrays"][f"probs_{FIRST}"], None if cell["arrays"]["labels"][0] < 0
                          else cell["arrays"]["labels"]) for cell in entry.cells.values()]
     precision, recall = precision_recall(reference, pooled)
     coverage = [cell["mask_coverage"] for cell in entry.cells.values() if cell["mask_coverage"] is not None]
+    edges = list(entry.verdicts("edge").values())
     return {"fd": spread(fds), "fd_pooled": frechet_distance(pooled, reference),
             "kid": kernel_inception_distance(pooled, reference), "precision": precision, "recall": recall,
             "recognised": spread([100 * s for s in shares]), "chroma": float(entry.array("chroma").mean()) / real_chroma,
+            "edge": statistics.fmean(edges) if edges else None,
             "coverage": statistics.fmean(coverage) if coverage else None, "seeds": len(entry.cells),
             "passes": statistics.fmean(c["unet_passes_per_image"] for c in entry.cells.values())}
 
 
 def scores_table(found: dict[str, RowCells], references: dict[int, np.ndarray], real_chroma: float) -> list[str]:
     lines = ["| group | row | sampler, steps | CFG | SAG scale / sigma / threshold / window | seeds | FD ↓ | FD pooled ↓ "
-             "| KID ↓ | precision ↑ | recall ↑ | recognised % | chroma vs real | mask coverage "
+             "| KID ↓ | precision ↑ | recall ↑ | recognised % | chroma vs real | edge energy vs real | mask coverage "
              "| U-Net passes per image | vs | ΔFD, same seeds | FD, scorer 2 | ΔFD, scorer 2 |",
-             "|" + "---|" * 19]
+             "|" + "---|" * 20]
     for name, entry in found.items():
         s, row = row_scores(entry, references, real_chroma), entry.row
         base = found.get(row.baseline) if row.baseline else None
-        change = describe_change(paired(entry, base, references)) if base else "-"
-        change_2 = describe_change(paired(entry, base, references, SECOND)) if base else "-"
-        fd_2 = spread(list(seed_fds(entry, references[SECOND], SECOND).values()))
+        change = describe_change(paired(entry, base)) if base else "-"
+        change_2 = describe_change(paired(entry, base, scorer(SECOND))) if base else "-"
+        fd_2 = spread(list(seed_fds(entry, SECOND).values()))
         coverage = "-" if s["coverage"] is None else f"{s['coverage']:.2f}"
+        edge = "-" if s["edge"] is None else f"{s['edge']:.2f}"
         lines.append(
             f"| {row.group} | {name} | {row.sampler}, {row.steps} | {row.cfg_scale:g} | {row.describe_sag()} "
             f"| {s['seeds']} | {s['fd'][0]:.2f} ± {s['fd'][1]:.2f} | {s['fd_pooled']:.2f} | {s['kid']:.2f} "
             f"| {s['precision']:.3f} | {s['recall']:.3f} | {s['recognised'][0]:.1f} ± {s['recognised'][1]:.1f} "
-            f"| {s['chroma']:.3f} | {coverage} | {s['passes']:.0f} | {row.baseline or '-'} | {change} "
+            f"| {s['chroma']:.3f} | {edge} | {coverage} | {s['passes']:.0f} | {row.baseline or '-'} | {change} "
             f"| {fd_2[0]:.2f} ± {fd_2[1]:.2f} | {change_2} |")
     return lines
 
@@ -131,8 +190,12 @@ def histogram_table(found: dict[str, RowCells], real: np.ndarray) -> list[str]:
     return lines
 
 
-def replication_table(per_seed: dict[str, dict[str, RowCells]], references: dict[int, np.ndarray]) -> list[str]:
-    """The key changes per model and training seed, under both scorers: does the sign hold?"""
+def key_changes(found: dict[str, RowCells]) -> list[tuple[str, str]]:
+    return [(row, base) for row, base in KEY_CHANGES if row in found and base in found]
+
+
+def replication_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
+    """The key changes per model and training seed, under the first two scorers: does the sign hold?"""
     keys = list(per_seed)
     lines = ["| change | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for row, base in KEY_CHANGES:
@@ -142,42 +205,77 @@ def replication_table(per_seed: dict[str, dict[str, RowCells]], references: dict
             if row not in found or base not in found:
                 cells.append("-")
                 continue
-            first = paired(found[row], found[base], references, FIRST)
-            second = paired(found[row], found[base], references, SECOND)
+            first = paired(found[row], found[base])
+            second = paired(found[row], found[base], scorer(SECOND))
             first_mean, second_mean = (round(statistics.fmean(c), 2) + 0.0 for c in (first, second))
             cells.append(f"{first_mean:+.2f} / {second_mean:+.2f} "
                          f"({sum(c < 0 for c in first)}/{len(first)})")
-        lines.append(f"| {row} vs {base} | " + " | ".join(cells) + " |")
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {row} vs {base} | " + " | ".join(cells) + " |")
     return lines
 
 
-def sanity_table(scorers: dict, references: dict[int, np.ndarray]) -> tuple[list[str], bool]:
-    """Real images blurred with sigma 0, 0.5, 1, 2 (all channels): FD must grow with the blur."""
-    lines = ["| real images, blur sigma | FD (scorer 1) | FD (scorer 2) |", "|---|---|---|"]
+def mean_change(changes: list[float], digits: int = 2) -> str:
+    return "-" if not changes else f"{round(statistics.fmean(changes), digits) + 0.0:+.{digits}f}"
+
+
+def judges_table(found: dict[str, RowCells]) -> list[str]:
+    """The key changes of one model and training seed under every judge, on the seeds that judge could score."""
+    names = [scorer(seed) for seed in PANEL_SEEDS]
+    lines = ["| change | seeds | " + " | ".join(f"ΔFD {name}" for name in names)
+             + " | scorers finding it better | Δ patch SWD ×100 | fine / middle / coarse level "
+             "| edge energy vs real: row / baseline |",
+             "|---|" + "---|" * (len(names) + 5)]
+    for row, base in key_changes(found):
+        entry, baseline = found[row], found[base]
+        by_scorer = {name: paired(entry, baseline, name) for name in names}
+        judged = [changes for changes in by_scorer.values() if changes]
+        better = sum(statistics.fmean(changes) < 0 for changes in judged)
+        levels = " / ".join(mean_change(paired(entry, baseline, level)) for level in PATCH_LEVELS)
+        edges = [statistics.fmean(e.verdicts("edge").values()) if e.verdicts("edge") else None for e in (entry, baseline)]
+        edge = "-" if None in edges else f"{edges[0]:.2f} / {edges[1]:.2f}"
+        patch = paired(entry, baseline, "patches")
+        patch_text = "-" if not patch else f"{mean_change(patch)} ({sum(c < 0 for c in patch)}/{len(patch)})"
+        lines.append(f"| {row} vs {base} | {len(paired(entry, baseline))} | "
+                     + " | ".join(mean_change(by_scorer[name]) for name in names)
+                     + f" | {better} of {len(judged)} | {patch_text} | {levels} | {edge} |")
+    return lines
+
+
+def sanity_table(judges: Judges) -> tuple[list[str], bool]:
+    """Real images blurred with sigma 0, 0.5, 1, 2 (all channels): every judge's score must grow with the blur."""
+    names = [scorer(seed) for seed in PANEL_SEEDS] + ["patches"]
+    lines = ["| real images, blur sigma | " + " | ".join(f"FD, {name}" if name != "patches" else "patch SWD ×100"
+                                                      for name in names) + " | edge energy vs real |",
+             "|---|" + "---|" * (len(names) + 1)]
     means = []
     for sigma in (0.0, 0.5, 1.0, 2.0):
-        per_scorer = []
-        for scorer in SCORER_SEEDS:
-            fds = []
-            for seed in SAMPLING_SEEDS:
-                images, _ = sample_set(128, REAL_SEED + seed)
-                blurred = gaussian_blur_2d(images, sigma) if sigma else images
-                fds.append(frechet_distance(classify(scorers[scorer], blurred)[0], references[scorer]))
-            per_scorer.append(spread(fds))
-        means.append([mean for mean, _ in per_scorer])
-        lines.append(f"| {sigma:g} | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in per_scorer) + " |")
-    monotone = all(later[i] > earlier[i] for earlier, later in zip(means, means[1:]) for i in range(2))
+        per_judge = {name: [] for name in [*names, "edge"]}
+        for seed in SAMPLING_SEEDS:
+            images, _ = sample_set(128, REAL_SEED + seed)
+            blurred = gaussian_blur_2d(images, sigma) if sigma else images
+            verdicts = judges.verdicts({"seed": seed, "arrays": {"images": blurred.numpy()}})
+            for name in per_judge:
+                per_judge[name].append(verdicts[name])
+        stats = {name: spread(values) for name, values in per_judge.items()}
+        means.append([stats[name][0] for name in names])
+        lines.append(f"| {sigma:g} | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in stats.values()) + " |")
+    monotone = all(later[i] > earlier[i] for earlier, later in zip(means, means[1:]) for i in range(len(names)))
     return lines, monotone
 
 
-def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], references: dict[int, np.ndarray],
-                  models: dict[str, ModelSpec], path: Path) -> None:
-    """Change in FD from CFG 3 (same seeds) against U-Net passes per image, one panel per model and scorer.
+PLOT_JUDGES = (scorer(FIRST), scorer(SECOND), "patches")
+
+
+def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], models: dict[str, ModelSpec],
+                  path: Path) -> None:
+    """Change from CFG 3 (same seeds) against U-Net passes per image, one panel per model and judge.
 
     Each point is one frontier row: the mean ± sd of its paired changes over every training and
-    sampling seed the model has. Paired changes, not raw FDs, because the seeds' spread (each seed's
-    128 images are another sample) is larger than the effects. The y axis is linear within ±1 and
-    logarithmic beyond, so strong CFG's large losses fit beside SAG's small gains.
+    sampling seed the model has (for the patch judge, those whose cells keep their images). Paired
+    changes, not raw scores, because the seeds' spread (each seed's 128 images are another sample)
+    is larger than the effects. The y axis is linear within ±1 and logarithmic beyond, so strong
+    CFG's large losses fit beside SAG's small gains.
     """
     import matplotlib
     matplotlib.use("Agg")
@@ -186,27 +284,26 @@ def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], referenc
     kinds = {"CFG": ("o", "tab:blue", -1.2), "CFG, more steps": ("s", "tab:cyan", -1.2),
              "CFG + SAG": ("D", "tab:red", 1.2), "SAG alone": ("^", "tab:orange", 1.2),
              "no guidance": ("x", "black", -1.2)}
-    figure, axes = plt.subplots(len(SCORER_SEEDS), len(per_model), figsize=(7 * len(per_model), 5.5 * len(SCORER_SEEDS)),
+    figure, axes = plt.subplots(len(PLOT_JUDGES), len(per_model), figsize=(7 * len(per_model), 5.5 * len(PLOT_JUDGES)),
                                 squeeze=False)
-    for scorer, axes_row in zip(SCORER_SEEDS, axes):
+    for judge, axes_row in zip(PLOT_JUDGES, axes):
         for axis, (model, rows) in zip(axes_row, per_model.items()):
-            frontier_panel(axis, rows, references, scorer, kinds)
-            axis.set_title(f"model '{model}' ({models[model].about}); scorer {scorer}", fontsize=9)
+            frontier_panel(axis, rows, judge, kinds)
+            axis.set_title(f"model '{model}' ({models[model].about}); judge: {judge}", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110)
     plt.close(figure)
 
 
-def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], references: dict[int, np.ndarray], scorer: int,
-                   kinds: dict) -> None:
-    """One model's frontier rows under one scorer: each row's paired change from CFG 3 against its passes."""
+def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], judge: str, kinds: dict) -> None:
+    """One model's frontier rows under one judge: each row's paired change from CFG 3 against its passes."""
     bases = rows.get(CFG, {})
     for name, by_seed in rows.items():
         entries = list(by_seed.values())
         row = entries[0].row
         changes = [change for seed, entry in by_seed.items() if seed in bases
-                   for change in paired(entry, bases[seed], references, scorer)]
+                   for change in paired(entry, bases[seed], judge)]
         if not changes or name == "best CFG":  # the best-CFG row is one of the CFG rows, drawn already
             continue
         kind = ("CFG + SAG" if row.sag is not None and row.cfg_scale > 1 else "SAG alone" if row.sag is not None
@@ -223,19 +320,21 @@ def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], references: dict[
     axis.set_yscale("symlog", linthresh=1.0)
     axis.set_xlim(25, 75)
     axis.set_xlabel("U-Net passes per image (rows of U-Net input; CFG at 20 steps = 40)")
-    axis.set_ylabel("ΔFD from CFG 3 on the same seeds (below 0 = better)")
-    axis.legend(fontsize=8, loc="upper right")
+    measure = "patch SWD ×100" if judge == "patches" else "FD"
+    axis.set_ylabel(f"Δ{measure} from CFG 3 on the same seeds (below 0 = better)")
+    if axis.get_legend_handles_labels()[1]:
+        axis.legend(fontsize=8, loc="upper right")
     axis.grid(alpha=0.3)
 
 
 def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None,
           plot_groups: tuple[str, ...] = ("frontier",)) -> None:
     """Rebuild docs/quality-results.md and docs/quality-frontier.png from the cached cells."""
-    scorers = lab.scorers()
-    references = lab.reference(scorers)
+    judges = Judges.build(lab)
+    references = judges.references
     real_images, _ = sample_set(640, REAL_SEED)
     real_chroma = float(chroma(real_images).mean())
-    real_histogram = class_histogram(classify(scorers[FIRST], real_images)[1], len(CLASSES))
+    real_histogram = class_histogram(classify(judges.panel[FIRST], real_images)[1], len(CLASSES))
     rows = rows if rows is not None else rows_of(["frontier", "samplers", "ablations"])
     lines = ["# Quality lab: every table", "",
              "Generated by `python tools/quality.py report` from the cell cache (out/quality/cells); do not edit. "
@@ -244,7 +343,7 @@ def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row
     for name in models:
         for training_seed in TRAINING_SEEDS:
             key = f"{name}-seed{training_seed}"
-            found = collect(lab, key, rows, references[FIRST])
+            found = collect(lab, key, rows, judges)
             if not found:
                 continue
             per_seed[key] = found
@@ -256,13 +355,21 @@ def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row
                       *histogram_table(found, real_histogram), ""]
     lines += ["## Replication: the key changes per model and training seed", "",
               "Each cell: mean ΔFD over the sampling seeds under scorer 1 / scorer 2, and (on how many sampling seeds "
-              "scorer 1's FD fell / seeds).", "", *replication_table(per_seed, references), ""]
-    sanity, monotone = sanity_table(scorers, references)
+              "scorer 1's FD fell / seeds).", "", *replication_table(per_seed), ""]
+    lines += ["## The judges: the key changes under every judge", "",
+              f"Mean change over the sampling seeds under each of the {len(PANEL_SEEDS)} scoring classifiers (seeds "
+              f"{', '.join(map(str, PANEL_SEEDS))}; those after the second need the cell's images) and the patch "
+              "judge (sliced Wasserstein distance between 7×7 patches of the samples' and the real images' Laplacian "
+              "pyramids at 32, 16 and 8 pixels, no classifier; in brackets, on how many seeds it fell). Edge energy: "
+              "the mean absolute difference of neighbouring pixels against the real images' (1 = theirs).", ""]
+    for key, found in per_seed.items():
+        lines += [f"### {key}", "", *judges_table(found), ""]
+    sanity, monotone = sanity_table(judges)
     lines += ["## Sanity: blurred real images", "", *sanity, "",
-              f"FD grows with the blur under both scorers: {'yes' if monotone else 'NO'}.", ""]
+              f"Every judge's distance grows with the blur: {'yes' if monotone else 'NO'}.", ""]
     docs.mkdir(parents=True, exist_ok=True)
     (docs / "quality-results.md").write_text("\n".join(lines))
     if per_model:
-        frontier_plot(per_model, references, models, docs / "quality-frontier.png")
+        frontier_plot(per_model, models, docs / "quality-frontier.png")
     print(f"wrote {docs / 'quality-results.md'} and {docs / 'quality-frontier.png'} "
           f"({sum(len(f) for f in per_seed.values())} rows over {len(per_seed)} trained models)")
