@@ -207,6 +207,16 @@ def batch_invariant(lab: Lab) -> bool:
     return torch.equal(both[rows:], model.unet(x[rows:], t[rows:], context=context[rows:]))
 
 
+def chosen_rows(sets: str, names: str) -> list[Row]:
+    """The rows of the comma-separated sets, only those named in `names` if it names any."""
+    rows = rows_of(sets.split(","))
+    wanted = [name.strip() for name in names.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - {row.name for row in rows})
+    if unknown:
+        raise SystemExit(f"--rows: no row named {', '.join(unknown)} in the sets {sets}")
+    return [row for row in rows if not wanted or row.name in wanted]
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("run", "report", "quick"))
@@ -217,6 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=OUT, help="caches, samples and results")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where report writes its page and plot")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rows", default="", help="run: only the rows of these names (comma-separated)")
     parser.add_argument("--images", action="store_true",
                         help="run: also sample again the cached cells that keep no images (checked by digest)")
     args = parser.parse_args(argv)
@@ -227,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "run":
         specs = [MODELS[name] for name in args.models.split(",")]
         run(Lab(out=args.out), specs, [int(s) for s in args.training_seeds.split(",")],
-            tuple(int(s) for s in args.seeds.split(",")), rows_of(args.sets.split(",")), args.images)
+            tuple(int(s) for s in args.seeds.split(",")), chosen_rows(args.sets, args.rows), args.images)
     else:
         import quality_report
         quality_report.write(Lab(out=args.out), args.docs)

@@ -34,6 +34,7 @@ KEY_CHANGES = [  # (row, baseline): the comparisons a user's question turns on
     ("DDIM CFG + SAG", "DDIM CFG"), ("DDIM CFG, 30 steps", "DDIM CFG"),
     ("DDIM CFG++ 7.5 + SAG", "DDIM CFG++ 7.5")]
 PATCH_LEVELS = ("patches 32", "patches 16", "patches 8")
+PANEL = "scorers"  # the judge that is the mean FD of the whole panel of scorers
 
 
 def scorer(seed: int) -> str:
@@ -71,6 +72,8 @@ class Judges:
                 features = classify(model, images)[0]
             if features is not None:
                 found[scorer(seed)] = frechet_distance(features, self.references[seed])
+        if len(found) == len(self.panel):
+            found[PANEL] = statistics.fmean(found.values())
         if images is not None:
             levels = self.patches.distances(images, cell["seed"])
             found["patches"] = statistics.fmean(levels)
@@ -219,14 +222,22 @@ def mean_change(changes: list[float], digits: int = 2) -> str:
     return "-" if not changes else f"{round(statistics.fmean(changes), digits) + 0.0:+.{digits}f}"
 
 
+def judged_changes(found: dict[str, RowCells]) -> list[tuple[str, str]]:
+    """Every row with its baseline among the cached rows: the key changes first, then the rest in table order."""
+    keys = key_changes(found)
+    rest = [(name, entry.row.baseline) for name, entry in found.items()
+            if entry.row.baseline in found and (name, entry.row.baseline) not in keys]
+    return keys + rest
+
+
 def judges_table(found: dict[str, RowCells]) -> list[str]:
-    """The key changes of one model and training seed under every judge, on the seeds that judge could score."""
+    """Every change of one model and training seed under every judge, on the seeds that judge could score."""
     names = [scorer(seed) for seed in PANEL_SEEDS]
     lines = ["| change | seeds | " + " | ".join(f"ΔFD {name}" for name in names)
              + " | scorers finding it better | Δ patch SWD ×100 | fine / middle / coarse level "
              "| edge energy vs real: row / baseline |",
              "|---|" + "---|" * (len(names) + 5)]
-    for row, base in key_changes(found):
+    for row, base in judged_changes(found):
         entry, baseline = found[row], found[base]
         by_scorer = {name: paired(entry, baseline, name) for name in names}
         judged = [changes for changes in by_scorer.values() if changes]
@@ -239,6 +250,26 @@ def judges_table(found: dict[str, RowCells]) -> list[str]:
         lines.append(f"| {row} vs {base} | {len(paired(entry, baseline))} | "
                      + " | ".join(mean_change(by_scorer[name]) for name in names)
                      + f" | {better} of {len(judged)} | {patch_text} | {levels} | {edge} |")
+    return lines
+
+
+def verdict(entry: RowCells, baseline: RowCells) -> str:
+    """"4/5 ↓, patches ↑": how many scorers' mean FD fell, and which way the patch judge moved ("-" if unjudged)."""
+    judged = [changes for changes in (paired(entry, baseline, scorer(seed)) for seed in PANEL_SEEDS) if changes]
+    patch = paired(entry, baseline, "patches")
+    patch_text = "" if not patch else f", patches {'↓' if statistics.fmean(patch) < 0 else '↑'}"
+    return f"{sum(statistics.fmean(c) < 0 for c in judged)}/{len(judged)} ↓{patch_text}"
+
+
+def verdicts_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
+    """Each key change per model and training seed: how many judges find it better (↓: lower distance)."""
+    keys = list(per_seed)
+    lines = ["| change | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for row, base in KEY_CHANGES:
+        cells = [verdict(per_seed[key][row], per_seed[key][base]) if row in per_seed[key] and base in per_seed[key]
+                 else "-" for key in keys]
+        if any(cell != "-" for cell in cells):
+            lines.append(f"| {row} vs {base} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -264,7 +295,7 @@ def sanity_table(judges: Judges) -> tuple[list[str], bool]:
     return lines, monotone
 
 
-PLOT_JUDGES = (scorer(FIRST), scorer(SECOND), "patches")
+PLOT_JUDGES = (PANEL, "patches")
 
 
 def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], models: dict[str, ModelSpec],
@@ -320,7 +351,7 @@ def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], judge: str, kinds
     axis.set_yscale("symlog", linthresh=1.0)
     axis.set_xlim(25, 75)
     axis.set_xlabel("U-Net passes per image (rows of U-Net input; CFG at 20 steps = 40)")
-    measure = "patch SWD ×100" if judge == "patches" else "FD"
+    measure = {"patches": "patch SWD ×100", PANEL: f"FD (mean of the {len(PANEL_SEEDS)} scorers)"}.get(judge, "FD")
     axis.set_ylabel(f"Δ{measure} from CFG 3 on the same seeds (below 0 = better)")
     if axis.get_legend_handles_labels()[1]:
         axis.legend(fontsize=8, loc="upper right")
@@ -356,12 +387,14 @@ def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row
     lines += ["## Replication: the key changes per model and training seed", "",
               "Each cell: mean ΔFD over the sampling seeds under scorer 1 / scorer 2, and (on how many sampling seeds "
               "scorer 1's FD fell / seeds).", "", *replication_table(per_seed), ""]
-    lines += ["## The judges: the key changes under every judge", "",
+    lines += ["## The judges: every change under every judge", "",
               f"Mean change over the sampling seeds under each of the {len(PANEL_SEEDS)} scoring classifiers (seeds "
               f"{', '.join(map(str, PANEL_SEEDS))}; those after the second need the cell's images) and the patch "
               "judge (sliced Wasserstein distance between 7×7 patches of the samples' and the real images' Laplacian "
               "pyramids at 32, 16 and 8 pixels, no classifier; in brackets, on how many seeds it fell). Edge energy: "
               "the mean absolute difference of neighbouring pixels against the real images' (1 = theirs).", ""]
+    lines += ["Summary: on how many scorers the change lowered the mean FD (of those that could judge it), and "
+              "whether it lowered (↓) or raised (↑) the patch judge's distance.", "", *verdicts_table(per_seed), ""]
     for key, found in per_seed.items():
         lines += [f"### {key}", "", *judges_table(found), ""]
     sanity, monotone = sanity_table(judges)
