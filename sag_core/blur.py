@@ -41,14 +41,15 @@ def _blur_axis(img: torch.Tensor, size: int, sigma: float, axis: int) -> torch.T
     return F.conv2d(padded, weight, groups=channels)
 
 
-def gaussian_blur_2d(img: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:
+def gaussian_blur_2d(img: torch.Tensor, sigma: float, kernel_size: int | tuple[int, int] | None = None) -> torch.Tensor:
     """Gaussian blur of a (B, C, H, W) batch in its own dtype (autocast off), separable, reflect-padded;
-    sigma 0 returns the input."""
+    sigma 0 returns the input. `kernel_size` is one size for both axes or (along H, along W)."""
     if sigma <= 0:
         return img
     size = kernel_size or kernel_size_for(sigma)
+    size_h, size_w = size if isinstance(size, tuple) else (size, size)
     with autocast_off(img.device):
-        return _blur_axis(_blur_axis(img, size, sigma, axis=2), size, sigma, axis=3)
+        return _blur_axis(_blur_axis(img, size_h, sigma, axis=2), size_w, sigma, axis=3)
 
 
 def degrade_x0(x0: torch.Tensor, mask: torch.Tensor, sigma: float, kernel_size: int | None = None) -> torch.Tensor:

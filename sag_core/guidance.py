@@ -39,3 +39,29 @@ def sag_step(x: torch.Tensor, sigma: torch.Tensor, uncond_out: torch.Tensor, sal
     prediction = predict(degraded_x)
     term = sag_guidance(space.target(degraded_x0, uncond_out), prediction, scale)
     return SagStep(term=term, mask=mask)
+
+
+def rescale_to_cond(pred: torch.Tensor, pred_cond: torch.Tensor, factor: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2024, Sec. 3.4): pull each row's std back towards the cond prediction's.
+
+    pred * std(cond) / std(pred) (per row, unbiased std over all other dims), mixed in by `factor`.
+    """
+    dims = list(range(1, pred.ndim))
+    rescaled = pred * (pred_cond.std(dim=dims, keepdim=True) / pred.std(dim=dims, keepdim=True))
+    return factor * rescaled + (1 - factor) * pred
+
+
+def perturbed_guidance(pred_cond: torch.Tensor, pred_perturbed: torch.Tensor, scale: float, *,
+                       pred_uncond: torch.Tensor | None = None, cfg_scale: float = 1.0,
+                       guidance_rescale: float = 0.0) -> torch.Tensor:
+    """PAG's and SEG's combined prediction: CFG plus scale * (cond - cond with perturbed attention).
+
+    uncond + cfg_scale * (cond - uncond) + scale * (cond - perturbed), or without uncond (no CFG)
+    cond + scale * (cond - perturbed) (both papers, and diffusers' PAG pipelines); then the optional
+    guidance rescale towards cond. Weights summing to 1, the same in x0 and eps space (not the rescale).
+    """
+    base = pred_cond if pred_uncond is None else pred_uncond + cfg_scale * (pred_cond - pred_uncond)
+    pred = base + scale * (pred_cond - pred_perturbed)
+    if guidance_rescale > 0:
+        pred = rescale_to_cond(pred, pred_cond, guidance_rescale)
+    return pred
