@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conditioning import Conditioning, concat_rows, slice_rows
+from .hooks import HookSet
 from .saliency import saliency_from_qk
 
 
@@ -277,7 +278,7 @@ class SaliencyRecorder:
         self._pending = None
 
 
-class MiddleAttentionHook:
+class MiddleAttentionHook(HookSet):
     """Hooks that feed a SaliencyRecorder; they only read, and are always removable.
 
     On the U-Net (where each call's rows sit), the middle transformer (grid size), its first attn1
@@ -287,20 +288,15 @@ class MiddleAttentionHook:
     """
 
     def __init__(self, unet: nn.Module, recorder: SaliencyRecorder, model: nn.Module | None = None) -> None:
+        super().__init__()
         self.unet = unet
         self.model = model
         self.transformer, self.attention = find_middle_self_attention(unet)
         self.recorder = recorder
-        self._handles: list[Any] = []
 
-    @property
-    def installed(self) -> bool:
-        return bool(self._handles)
-
-    def install(self) -> "MiddleAttentionHook":
-        self.remove()
+    def _register(self) -> list[Any]:
         attention = self.attention
-        self._handles = [
+        handles = [
             self.unet.register_forward_pre_hook(self._on_unet, with_kwargs=True),
             self.transformer.register_forward_pre_hook(self._on_transformer),
             attention.register_forward_pre_hook(self._on_attention, with_kwargs=True),
@@ -309,20 +305,8 @@ class MiddleAttentionHook:
             attention.to_k.register_forward_hook(self._on_keys),
         ]
         if self.model is not None:
-            self._handles.append(self.model.register_forward_pre_hook(self._on_model, with_kwargs=True))
-        return self
-
-    def remove(self) -> None:
-        """Remove every hook; safe to call any number of times."""
-        handles, self._handles = self._handles, []
-        for handle in handles:
-            handle.remove()
-
-    def __enter__(self) -> "MiddleAttentionHook":
-        return self.install()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()
+            handles.append(self.model.register_forward_pre_hook(self._on_model, with_kwargs=True))
+        return handles
 
     def _on_model(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         x = args[0] if args else next(iter(kwargs.values()))

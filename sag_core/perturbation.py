@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .blur import gaussian_blur_2d
+from .hooks import HookSet
 
 SEG_INFINITE_SIGMA = 9999.0
 """A SEG sigma above this is an infinite blur (the threshold of SEG's reference code)."""
@@ -93,7 +94,7 @@ class _Run:
     queries_seen: bool = False
 
 
-class PerturbedSelfAttention:
+class PerturbedSelfAttention(HookSet):
     """Hooks that make a self-attention module's output for `rows` of each batch the perturbed one.
 
     For ldm's and sgm's `CrossAttention` / `MemoryEfficientCrossAttention` (anything with `to_q`,
@@ -105,40 +106,24 @@ class PerturbedSelfAttention:
         rows = list(rows)
         if len(set(rows)) != len(rows) or any(row < 0 for row in rows):
             raise ValueError(f"perturbed rows must be distinct and non-negative, got {rows}")
+        self._run: _Run | None = None
+        super().__init__()
         self.attention = attention
         self.rows = rows
         self.perturbation = perturbation
-        self._run: _Run | None = None
-        self._handles: list[Any] = []
 
-    @property
-    def installed(self) -> bool:
-        return bool(self._handles)
-
-    def install(self) -> "PerturbedSelfAttention":
-        self.remove()
+    def _register(self) -> list[Any]:
         attention = self.attention
-        self._handles = [
-            attention.register_forward_pre_hook(self._before, with_kwargs=True),
-            attention.register_forward_hook(self._after),
-        ]
-        if isinstance(self.perturbation, SmoothedQueries):
-            self._handles.append(attention.to_q.register_forward_hook(self._on_queries))
-        else:
-            self._handles.append(attention.to_v.register_forward_hook(self._on_values))
-        return self
+        projection = (attention.to_q.register_forward_hook(self._on_queries)
+                      if isinstance(self.perturbation, SmoothedQueries)
+                      else attention.to_v.register_forward_hook(self._on_values))
+        return [attention.register_forward_pre_hook(self._before, with_kwargs=True),
+                attention.register_forward_hook(self._after), projection]
 
     def remove(self) -> None:
-        """Remove every hook; safe to call any number of times."""
-        handles, self._handles, self._run = self._handles, [], None
-        for handle in handles:
-            handle.remove()
-
-    def __enter__(self) -> "PerturbedSelfAttention":
-        return self.install()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.remove()
+        """Remove every hook and forget a forward cut short; safe to call any number of times."""
+        self._run = None
+        super().remove()
 
     def _before(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self._run = None
