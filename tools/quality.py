@@ -150,7 +150,7 @@ def run(lab: Lab, specs: list[ModelSpec], training_seeds: list[int], seeds: tupl
                     continue
                 for seed in seeds:
                     cached = lab.cells.meta(key, row, seed)
-                    if cached is not None and not (refill_images and not lab.cells.has_images(key, row, seed)):
+                    if cached is not None and (not refill_images or lab.cells.has_images(key, row, seed)):
                         continue
                     cell, images = compute_cell(ext, model, scorers, row, seed, lab.sampling)
                     if cached is not None and cell["digest"] != cached["digest"]:

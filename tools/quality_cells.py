@@ -181,9 +181,9 @@ class CellCache:
 
     def load(self, model_key: str, row: Row, seed: int, images: bool = False) -> dict | None:
         """The cell, its arrays read except the stored images unless asked for; None if absent."""
-        if not self.exists(model_key, row, seed):
-            return None
         cell = self.meta(model_key, row, seed)
+        if cell is None:
+            return None
         with np.load(self.path(model_key, row, seed).with_suffix(".npz")) as arrays:
             cell["arrays"] = {name: arrays[name] for name in arrays.files if images or name != "images"}
         return cell

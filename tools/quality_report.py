@@ -3,7 +3,7 @@
 Per model and training seed, every row with cached cells gets: FD per sampling seed (mean ± standard
 deviation over seeds) and pooled over its seeds' samples, KID, precision and recall, the recognised
 share, the chroma against the real images', the mask coverage and the U-Net passes per image; and
-its change from its baseline row on the same seeds. The judges' tables give the key changes under
+its change from its baseline row on the same seeds. The judges' tables give every change under
 every judge: the FD of five scoring classifiers and a patch distance that is no classifier (cells
 that keep their images only). Nothing here samples; missing cells are left out.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -197,22 +198,14 @@ def key_changes(found: dict[str, RowCells]) -> list[tuple[str, str]]:
     return [(row, base) for row, base in KEY_CHANGES if row in found and base in found]
 
 
-def replication_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
-    """The key changes per model and training seed, under the first two scorers: does the sign hold?"""
+def key_change_table(per_seed: dict[str, dict[str, RowCells]], describe: Callable[[RowCells, RowCells], str]
+                     ) -> list[str]:
+    """One line per key change, one column per model and training seed: `describe(row, baseline)` or "-"."""
     keys = list(per_seed)
     lines = ["| change | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for row, base in KEY_CHANGES:
-        cells = []
-        for key in keys:
-            found = per_seed[key]
-            if row not in found or base not in found:
-                cells.append("-")
-                continue
-            first = paired(found[row], found[base])
-            second = paired(found[row], found[base], scorer(SECOND))
-            first_mean, second_mean = (round(statistics.fmean(c), 2) + 0.0 for c in (first, second))
-            cells.append(f"{first_mean:+.2f} / {second_mean:+.2f} "
-                         f"({sum(c < 0 for c in first)}/{len(first)})")
+        cells = [describe(per_seed[key][row], per_seed[key][base]) if row in per_seed[key] and base in per_seed[key]
+                 else "-" for key in keys]
         if any(cell != "-" for cell in cells):
             lines.append(f"| {row} vs {base} | " + " | ".join(cells) + " |")
     return lines
@@ -220,6 +213,23 @@ def replication_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
 
 def mean_change(changes: list[float], digits: int = 2) -> str:
     return "-" if not changes else f"{round(statistics.fmean(changes), digits) + 0.0:+.{digits}f}"
+
+
+def first_two_scorers(entry: RowCells, baseline: RowCells) -> str:
+    """"−0.78 / +0.72 (3/3)": mean change under scorer 1 / scorer 2, and on how many seeds scorer 1's FD fell."""
+    first, second = paired(entry, baseline), paired(entry, baseline, scorer(SECOND))
+    return f"{mean_change(first)} / {mean_change(second)} ({sum(c < 0 for c in first)}/{len(first)})"
+
+
+def replication_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
+    """The key changes per model and training seed, under the first two scorers: does the sign hold?"""
+    return key_change_table(per_seed, first_two_scorers)
+
+
+def scorers_better(entry: RowCells, baseline: RowCells) -> tuple[int, int]:
+    """How many scorers' mean FD fell from the baseline, and how many scorers could judge the change."""
+    judged = [changes for changes in (paired(entry, baseline, scorer(seed)) for seed in PANEL_SEEDS) if changes]
+    return sum(statistics.fmean(changes) < 0 for changes in judged), len(judged)
 
 
 def judged_changes(found: dict[str, RowCells]) -> list[tuple[str, str]]:
@@ -239,38 +249,29 @@ def judges_table(found: dict[str, RowCells]) -> list[str]:
              "|---|" + "---|" * (len(names) + 5)]
     for row, base in judged_changes(found):
         entry, baseline = found[row], found[base]
-        by_scorer = {name: paired(entry, baseline, name) for name in names}
-        judged = [changes for changes in by_scorer.values() if changes]
-        better = sum(statistics.fmean(changes) < 0 for changes in judged)
+        better, judged = scorers_better(entry, baseline)
         levels = " / ".join(mean_change(paired(entry, baseline, level)) for level in PATCH_LEVELS)
-        edges = [statistics.fmean(e.verdicts("edge").values()) if e.verdicts("edge") else None for e in (entry, baseline)]
-        edge = "-" if None in edges else f"{edges[0]:.2f} / {edges[1]:.2f}"
+        edges = [list(e.verdicts("edge").values()) for e in (entry, baseline)]
+        edge = "-" if not all(edges) else " / ".join(f"{statistics.fmean(e):.2f}" for e in edges)
         patch = paired(entry, baseline, "patches")
         patch_text = "-" if not patch else f"{mean_change(patch)} ({sum(c < 0 for c in patch)}/{len(patch)})"
         lines.append(f"| {row} vs {base} | {len(paired(entry, baseline))} | "
-                     + " | ".join(mean_change(by_scorer[name]) for name in names)
-                     + f" | {better} of {len(judged)} | {patch_text} | {levels} | {edge} |")
+                     + " | ".join(mean_change(paired(entry, baseline, name)) for name in names)
+                     + f" | {better} of {judged} | {patch_text} | {levels} | {edge} |")
     return lines
 
 
 def verdict(entry: RowCells, baseline: RowCells) -> str:
     """"4/5 ↓, patches ↑": how many scorers' mean FD fell, and which way the patch judge moved ("-" if unjudged)."""
-    judged = [changes for changes in (paired(entry, baseline, scorer(seed)) for seed in PANEL_SEEDS) if changes]
+    better, judged = scorers_better(entry, baseline)
     patch = paired(entry, baseline, "patches")
     patch_text = "" if not patch else f", patches {'↓' if statistics.fmean(patch) < 0 else '↑'}"
-    return f"{sum(statistics.fmean(c) < 0 for c in judged)}/{len(judged)} ↓{patch_text}"
+    return f"{better}/{judged} ↓{patch_text}"
 
 
 def verdicts_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
     """Each key change per model and training seed: how many judges find it better (↓: lower distance)."""
-    keys = list(per_seed)
-    lines = ["| change | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for row, base in KEY_CHANGES:
-        cells = [verdict(per_seed[key][row], per_seed[key][base]) if row in per_seed[key] and base in per_seed[key]
-                 else "-" for key in keys]
-        if any(cell != "-" for cell in cells):
-            lines.append(f"| {row} vs {base} | " + " | ".join(cells) + " |")
-    return lines
+    return key_change_table(per_seed, verdict)
 
 
 def sanity_table(judges: Judges) -> tuple[list[str], bool]:
