@@ -1,4 +1,4 @@
-"""Records self-attention saliency at the U-Net middle block through torch forward hooks.
+"""Records self-attention saliency at a U-Net block (the middle one by default) through torch forward hooks.
 
 The hooks never change what a module computes: the host keeps its own (SDP, xformers ...) forward
 for the output. The hooks read the queries and keys the host's forward computed (through its own
@@ -17,18 +17,22 @@ from torch import nn
 
 from .conditioning import Conditioning, concat_rows, slice_rows
 from .hooks import HookSet
+from .layers import MIDDLE, find_layer
 from .saliency import saliency_from_qk
 
 
+def find_self_attention(unet: nn.Module, layer: str = MIDDLE) -> tuple[nn.Module, nn.Module]:
+    """The named block's first spatial transformer and its first self-attention (ldm and sgm layouts).
+
+    Raises LayerError (a LookupError) naming the layers the U-Net has when it has no such block.
+    """
+    found = find_layer(unet, layer)
+    return found.transformer, found.attentions[0]
+
+
 def find_middle_self_attention(unet: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """The middle block's first spatial transformer and its first self-attention (ldm and sgm layouts)."""
-    for block in getattr(unet, "middle_block", ()):
-        transformer_blocks = getattr(block, "transformer_blocks", None)
-        if transformer_blocks is not None and len(transformer_blocks) > 0:
-            return block, transformer_blocks[0].attn1
-    raise LookupError(
-        "this U-Net has no self-attention in its middle block (for example SSD-1B or an MMDiT model); "
-        "Self-Attention Guidance needs one")
+    """The middle block's first spatial transformer and its first self-attention (SAG's default layer)."""
+    return find_self_attention(unet, MIDDLE)
 
 
 def _split_heads(t: torch.Tensor, heads: int) -> torch.Tensor:
@@ -84,15 +88,17 @@ class _PendingAttention:
 
 @dataclass(frozen=True)
 class Recorded:
-    """What one denoiser step recorded for its guided rows.
+    """What one denoiser step recorded for its guided rows and its conditioning-only rows.
 
-    `saliency` (rows, H*W) at latent resolution over `size` (H, W); `cond` the model conditioning
-    those rows were sampled with (None when no model call was seen, e.g. no sampler model hooked).
+    `saliency` (rows, H*W) at latent resolution over `size` (H, W), None without guided rows; `cond`
+    the model conditioning the guided rows were sampled with and `other_cond` that of the
+    conditioning-only rows (None when no model call was seen, e.g. no sampler model hooked).
     """
 
-    saliency: torch.Tensor
+    saliency: torch.Tensor | None
     size: tuple[int, int]
     cond: Conditioning = None
+    other_cond: Conditioning = None
 
 
 @dataclass
@@ -113,13 +119,15 @@ class SaliencyRecorder:
     order, in one call or in slices. A tiler (Tiled Diffusion) cuts each model call into tiles of
     the latent and sends several tiles per U-Net call, each with all the rows of that model call.
     Each U-Net row is placed (its step row, and its tile's position found in the model call's
-    input), its saliency stretched over its tile, and overlapping tiles averaged. A step in which a
-    row could not be placed, or part of a guided row's latent was never seen, records nothing.
-    The conditioning of each guided row is kept from the model call that took it, as the host sent
-    it (after any padding the host applied once the CFG callbacks had run).
+    input), its saliency stretched over its tile (nearest, or bilinear when `smooth`), and
+    overlapping tiles averaged. A step in which a row could not be placed, or part of a guided
+    row's latent was never seen, records nothing. The conditioning of each guided row, and of each
+    conditioning-only row (the prompt rows PAG and SEG perturb), is kept from the model call that
+    took it, as the host sent it (after any padding the host applied once the CFG callbacks had run).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, smooth: bool = False) -> None:
+        self.mode = "bilinear" if smooth else "nearest"
         self._active = False
         self._grid: tuple[int, int] | None = None
         self._x: torch.Tensor | None = None
@@ -128,15 +136,18 @@ class SaliencyRecorder:
         self._pending: _PendingAttention | None = None
         self._sum = self._count = torch.zeros(0)
         self._rows: dict[int, int] = {}
+        self._cond_rows: dict[int, int] = {}
         self._conds: dict[int, tuple[_ModelCall, int]] = {}
         self._cursor = 0
         self._lost = False
 
-    def begin(self, x_in: torch.Tensor, rows: Sequence[int]) -> None:
-        """Expect the step's rows `x_in` (rows, C, H, W) to be fed to the model; record the step rows `rows`."""
+    def begin(self, x_in: torch.Tensor, rows: Sequence[int], cond_rows: Sequence[int] = ()) -> None:
+        """Expect the step's rows `x_in` (rows, C, H, W) to be fed to the model; record the step rows `rows`,
+        and only the conditioning of `cond_rows`."""
         self._active, self._lost = True, False
         self._x, self._call, self._placement, self._pending = x_in, None, None, None
         self._rows = {row: position for position, row in enumerate(rows)}
+        self._cond_rows = {row: position for position, row in enumerate(cond_rows)}
         self._conds, self._cursor = {}, 0
         canvas = (len(self._rows), *x_in.shape[-2:])
         self._sum = torch.zeros(canvas, dtype=torch.float32, device=x_in.device)
@@ -147,21 +158,25 @@ class SaliencyRecorder:
         conds = self._conds
         self._active, self._x, self._call, self._placement, self._pending = False, None, None, None, None
         self._conds = {}
-        if self._lost or self._count.numel() == 0 or bool((self._count == 0).any()):
+        if self._lost or (self._rows and bool((self._count == 0).any())):
             return None
-        cond = None
+        cond = other_cond = None
         if conds:
-            if len(conds) != len(self._rows):
+            if set(conds) != set(self._rows) | set(self._cond_rows):
                 return None
-            cond = self._guided_cond(conds)
-            if cond is None:
+            cond, other_cond = self._cond_of(self._rows, conds), self._cond_of(self._cond_rows, conds)
+            if (cond is None and self._rows) or (other_cond is None and self._cond_rows):
                 return None
         size = tuple(self._sum.shape[-2:])
-        return Recorded((self._sum / self._count).flatten(1), size, cond)
+        saliency = (self._sum / self._count).flatten(1) if self._rows else None
+        return Recorded(saliency, size, cond, other_cond)
 
-    def _guided_cond(self, conds: dict[int, tuple[_ModelCall, int]]) -> Conditioning:
-        """The guided rows' conditioning in their order, each row sliced from its model call (None if unjoinable)."""
-        ordered = [conds[row] for row in sorted(self._rows, key=self._rows.get)]
+    @staticmethod
+    def _cond_of(rows: dict[int, int], conds: dict[int, tuple[_ModelCall, int]]) -> Conditioning:
+        """The rows' conditioning in their order, each row sliced from its model call (None if unjoinable)."""
+        if not rows:
+            return None
+        ordered = [conds[row] for row in sorted(rows, key=rows.get)]
         return concat_rows([slice_rows(call.cond, offset, offset + 1) for call, offset in ordered])
 
     def observe_model_call(self, x: torch.Tensor, cond: Conditioning = None) -> None:
@@ -171,7 +186,7 @@ class SaliencyRecorder:
         self._call = _ModelCall(self._cursor, x, cond)
         if cond is not None:
             for row in range(self._cursor, self._cursor + x.shape[0]):
-                if row in self._rows:
+                if row in self._rows or row in self._cond_rows:
                     self._conds[row] = (self._call, row - self._cursor)
         self._cursor += x.shape[0]
         if self._cursor > self._x.shape[0]:  # more rows than the step has: someone else's call too
@@ -225,7 +240,7 @@ class SaliencyRecorder:
         step records nothing.
         """
         placement, grid = self._placement, self._grid
-        if not self._active or self._lost or placement is None:
+        if not self._active or self._lost or placement is None or not self._rows:
             return []
         if placement.seen:
             self._lost = True
@@ -238,7 +253,7 @@ class SaliencyRecorder:
     def add(self, call_rows: list[int], saliency: torch.Tensor) -> None:
         """Spread the (len(call_rows), N) saliency of those rows of the call in flight over their tiles."""
         placement, grid = self._placement, self._grid
-        stretched = F.interpolate(saliency.float().reshape(-1, 1, *grid), size=placement.size, mode="nearest")
+        stretched = F.interpolate(saliency.float().reshape(-1, 1, *grid), size=placement.size, mode=self.mode)
         height, width = placement.size
         for index, values in zip(call_rows, stretched[:, 0]):
             row = self._rows[placement.rows[index]]
@@ -281,17 +296,19 @@ class SaliencyRecorder:
 class MiddleAttentionHook(HookSet):
     """Hooks that feed a SaliencyRecorder; they only read, and are always removable.
 
-    On the U-Net (where each call's rows sit), the middle transformer (grid size), its first attn1
-    (start and end of each run) and that attention's `to_q`/`to_k` (the queries and keys the host's
-    forward computed), and, if given, the sampler's model (which rows, and which conditioning, each
-    model call takes).
+    On the U-Net (where each call's rows sit), the named layer's transformer (grid size; the middle
+    block's by default), its first attn1 (start and end of each run) and that attention's
+    `to_q`/`to_k` (the queries and keys the host's forward computed), and, if given, the sampler's
+    model (which rows, and which conditioning, each model call takes).
     """
 
-    def __init__(self, unet: nn.Module, recorder: SaliencyRecorder, model: nn.Module | None = None) -> None:
+    def __init__(self, unet: nn.Module, recorder: SaliencyRecorder, model: nn.Module | None = None,
+                 layer: str = MIDDLE) -> None:
         super().__init__()
         self.unet = unet
         self.model = model
-        self.transformer, self.attention = find_middle_self_attention(unet)
+        self.layer = layer
+        self.transformer, self.attention = find_self_attention(unet, layer)
         self.recorder = recorder
 
     def _register(self) -> list[Any]:

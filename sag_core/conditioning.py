@@ -50,3 +50,19 @@ def concat_rows(pieces: Sequence[Conditioning]) -> Conditioning:
 def take_rows(cond: Conditioning, rows: Sequence[int]) -> Conditioning:
     """The given rows of `cond`, in that order."""
     return concat_rows([slice_rows(cond, row, row + 1) for row in rows])
+
+
+def rows_of(cond: Conditioning) -> int:
+    """Batch rows of a conditioning: a tensor, or SDXL's dict (DictWithShape) of tensors."""
+    if hasattr(cond, "shape"):
+        return cond.shape[0]
+    return next(iter(cond.values())).shape[0]
+
+
+def condition_dict(conditioning_key: str, text: Conditioning, image_cond: torch.Tensor) -> dict:
+    """The `cond=` dict for an ldm model of `conditioning_key` (as the webui's CFGDenoiser builds it, v1.10.1)."""
+    if conditioning_key == "crossattn-adm":
+        return {"c_crossattn": [text], "c_adm": image_cond}
+    if isinstance(text, dict):
+        return {**text, "c_concat": [image_cond]}
+    return {"c_crossattn": [text], "c_concat": [image_cond]}

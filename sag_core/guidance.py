@@ -28,17 +28,34 @@ def sag_guidance(target: torch.Tensor, degraded_prediction: torch.Tensor, scale:
     return (target - degraded_prediction) * scale
 
 
-def sag_step(x: torch.Tensor, sigma: torch.Tensor, uncond_out: torch.Tensor, saliency: torch.Tensor,
-             grid: tuple[int, int], *, scale: float, blur_sigma: float, threshold: float,
-             space: OutputSpace, predict: Predict) -> SagStep:
-    """Guidance for the uncond rows `x` whose model output was `uncond_out`; `predict` runs the uncond model."""
+@dataclass(frozen=True)
+class DegradedInput:
+    """SAG's extra pass before it runs: the degraded input, what its prediction is compared with, the mask."""
+
+    x: torch.Tensor
+    target: torch.Tensor
+    mask: torch.Tensor
+
+
+def degraded_input(x: torch.Tensor, sigma: torch.Tensor, uncond_out: torch.Tensor, saliency: torch.Tensor,
+                   grid: tuple[int, int], *, blur_sigma: float, threshold: float,
+                   space: OutputSpace) -> DegradedInput:
+    """The uncond rows `x` (model output `uncond_out`) with x0 blurred where saliency exceeds `threshold`, re-noised."""
     x0 = space.to_x0(x, uncond_out, sigma)
     mask = saliency_mask(saliency, grid, x.shape[-2:], threshold)
     degraded_x0 = degrade_x0(x0, mask, blur_sigma)
     degraded_x = space.renoise(degraded_x0, x, uncond_out, sigma)
-    prediction = predict(degraded_x)
-    term = sag_guidance(space.target(degraded_x0, uncond_out), prediction, scale)
-    return SagStep(term=term, mask=mask)
+    return DegradedInput(degraded_x, space.target(degraded_x0, uncond_out), mask)
+
+
+def sag_step(x: torch.Tensor, sigma: torch.Tensor, uncond_out: torch.Tensor, saliency: torch.Tensor,
+             grid: tuple[int, int], *, scale: float, blur_sigma: float, threshold: float,
+             space: OutputSpace, predict: Predict) -> SagStep:
+    """Guidance for the uncond rows `x` whose model output was `uncond_out`; `predict` runs the uncond model."""
+    degraded = degraded_input(x, sigma, uncond_out, saliency, grid, blur_sigma=blur_sigma, threshold=threshold,
+                              space=space)
+    term = sag_guidance(degraded.target, predict(degraded.x), scale)
+    return SagStep(term=term, mask=degraded.mask)
 
 
 def rescale_to_cond(pred: torch.Tensor, pred_cond: torch.Tensor, factor: float) -> torch.Tensor:
@@ -51,6 +68,11 @@ def rescale_to_cond(pred: torch.Tensor, pred_cond: torch.Tensor, factor: float) 
     return factor * rescaled + (1 - factor) * pred
 
 
+def perturbation_term(pred_cond: torch.Tensor, pred_perturbed: torch.Tensor, scale: float) -> torch.Tensor:
+    """PAG's and SEG's term: scale * (cond - cond with perturbed attention), added to the CFG result."""
+    return (pred_cond - pred_perturbed) * scale
+
+
 def perturbed_guidance(pred_cond: torch.Tensor, pred_perturbed: torch.Tensor, scale: float, *,
                        pred_uncond: torch.Tensor | None = None, cfg_scale: float = 1.0,
                        guidance_rescale: float = 0.0) -> torch.Tensor:
@@ -61,7 +83,7 @@ def perturbed_guidance(pred_cond: torch.Tensor, pred_perturbed: torch.Tensor, sc
     guidance rescale towards cond. Weights summing to 1, the same in x0 and eps space (not the rescale).
     """
     base = pred_cond if pred_uncond is None else pred_uncond + cfg_scale * (pred_cond - pred_uncond)
-    pred = base + scale * (pred_cond - pred_perturbed)
+    pred = base + perturbation_term(pred_cond, pred_perturbed, scale)
     if guidance_rescale > 0:
         pred = rescale_to_cond(pred, pred_cond, guidance_rescale)
     return pred

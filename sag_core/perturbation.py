@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Sequence, Union
+from typing import Any, Callable, Sequence, Union
 
 import torch
 from torch import nn
 
 from .blur import gaussian_blur_2d
 from .hooks import HookSet
+from .layers import AttentionLayer
 
 SEG_INFINITE_SIGMA = 9999.0
 """A SEG sigma above this is an infinite blur (the threshold of SEG's reference code)."""
@@ -75,9 +76,12 @@ class IdentityAttention:
 
 @dataclass(frozen=True)
 class SmoothedQueries:
-    """SEG: the perturbed rows' queries are blurred by `sigma` tokens over the layer's (h, w) token grid."""
+    """SEG: the perturbed rows' queries are blurred by `sigma` tokens over the layer's (h, w) token grid.
 
-    grid: tuple[int, int]
+    A `grid` of None is read at each forward from the layer's transformer input (see PerturbedLayer).
+    """
+
+    grid: tuple[int, int] | None
     sigma: float
 
 
@@ -100,17 +104,26 @@ class PerturbedSelfAttention(HookSet):
     For ldm's and sgm's `CrossAttention` / `MemoryEfficientCrossAttention` (anything with `to_q`,
     `to_v` and `to_out` whose forward calls them). The hooks are removed by `remove()` and on leaving
     the `with` block, whatever ended it (an exception, KeyboardInterrupt).
+
+    With a `period`, a batch is read as whole repeats of `period` rows (a tiler sends several tiles of one
+    call per batch) and `rows` are perturbed in each repeat. `grid` gives SEG's token grid when the
+    perturbation leaves it open.
     """
 
-    def __init__(self, attention: nn.Module, rows: Sequence[int], perturbation: Perturbation) -> None:
+    def __init__(self, attention: nn.Module, rows: Sequence[int], perturbation: Perturbation,
+                 period: int | None = None, grid: Callable[[], tuple[int, int] | None] | None = None) -> None:
         rows = list(rows)
         if len(set(rows)) != len(rows) or any(row < 0 for row in rows):
             raise ValueError(f"perturbed rows must be distinct and non-negative, got {rows}")
+        if period is not None and rows and max(rows) >= period:
+            raise ValueError(f"perturbed rows {rows} do not fit a period of {period} rows")
         self._run: _Run | None = None
         super().__init__()
         self.attention = attention
         self.rows = rows
         self.perturbation = perturbation
+        self.period = period
+        self._grid = grid
 
     def _register(self) -> list[Any]:
         attention = self.attention
@@ -130,13 +143,28 @@ class PerturbedSelfAttention(HookSet):
         if not self.rows:
             return
         x = args[0] if args else kwargs["x"]
-        if max(self.rows) >= x.shape[0]:
-            raise PerturbationError(f"perturbed rows {self.rows} are outside a batch of {x.shape[0]}")
+        rows = self._rows_of_batch(x.shape[0])
         if isinstance(self.perturbation, SmoothedQueries):
-            height, width = self.perturbation.grid
-            if x.shape[1] != height * width:
-                raise PerturbationError(f"the attention runs on {x.shape[1]} tokens, not a {height} x {width} grid")
-        self._run = _Run(x, torch.tensor(self.rows, dtype=torch.long, device=x.device))
+            grid = self._current_grid()
+            if grid is None:
+                raise PerturbationError("the layer's token grid is unknown: its transformer did not run first")
+            if x.shape[1] != grid[0] * grid[1]:
+                raise PerturbationError(f"the attention runs on {x.shape[1]} tokens, not a {grid[0]} x {grid[1]} grid")
+        self._run = _Run(x, torch.tensor(rows, dtype=torch.long, device=x.device))
+
+    def _rows_of_batch(self, batch: int) -> list[int]:
+        """The rows of a batch of `batch` rows to perturb: `rows`, in each repeat of `period` if there is one."""
+        if self.period is None:
+            if max(self.rows) >= batch:
+                raise PerturbationError(f"perturbed rows {self.rows} are outside a batch of {batch}")
+            return self.rows
+        if batch % self.period:
+            raise PerturbationError(f"a batch of {batch} rows is not whole repeats of the {self.period} rows sent")
+        return [start + row for start in range(0, batch, self.period) for row in self.rows]
+
+    def _current_grid(self) -> tuple[int, int] | None:
+        grid = self.perturbation.grid
+        return grid if grid is not None or self._grid is None else self._grid()
 
     def _own_projection(self, output: torch.Tensor) -> _Run | None:
         """The run in flight, if this projection output is its first one over the attention's own tokens."""
@@ -155,7 +183,7 @@ class PerturbedSelfAttention(HookSet):
         if run is None or run.queries_seen:
             return None
         run.queries_seen = True
-        smoothed = smooth_queries(output.index_select(0, run.index), self.perturbation.grid, self.perturbation.sigma)
+        smoothed = smooth_queries(output.index_select(0, run.index), self._current_grid(), self.perturbation.sigma)
         return output.index_copy(0, run.index, smoothed.to(output.dtype))
 
     def _after(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
@@ -170,3 +198,26 @@ class PerturbedSelfAttention(HookSet):
             raise PerturbationError("the host's attention forward computed no values through to_v")
         perturbed = identity_attention(module, run.value)
         return output.index_copy(0, run.index, perturbed.to(output.dtype))
+
+
+class PerturbedLayer(HookSet):
+    """One method's perturbation on every self-attention of a named layer, for its own rows of each batch.
+
+    The layer's transformer input gives SEG its token grid at each forward (tiles and hires passes
+    change it); the rows are read in repeats of `period` (see PerturbedSelfAttention).
+    """
+
+    def __init__(self, layer: AttentionLayer, rows: Sequence[int], perturbation: Perturbation,
+                 period: int | None = None) -> None:
+        super().__init__()
+        self.layer = layer
+        self.grid: tuple[int, int] | None = None
+        self.parts = [PerturbedSelfAttention(attention, rows, perturbation, period, lambda: self.grid)
+                      for attention in layer.attentions]
+
+    def _register(self) -> list[Any]:
+        return [self.layer.transformer.register_forward_pre_hook(self._on_transformer),
+                *(part.install() for part in self.parts)]
+
+    def _on_transformer(self, module: nn.Module, args: tuple) -> None:
+        self.grid = tuple(args[0].shape[-2:]) if args else None

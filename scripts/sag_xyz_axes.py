@@ -1,7 +1,8 @@
-"""X/Y/Z plot axes for the SAG settings, registered once into the webui's own xyz_grid module.
+"""X/Y/Z plot axes for the SAG, PAG and SEG settings, registered once into the webui's own xyz_grid module.
 
 Each axis writes its value into the cell's job object (`p.sag_overrides`, a fresh dict per cell,
-since X/Y/Z shallow-copies `p`), where the SAG script reads it; an axis value switches SAG on.
+since X/Y/Z shallow-copies `p`), where the SAG script reads it; an axis value switches its method on
+(SAG for the shared window and layer when no method is on).
 Values are confirmed before the plot runs any cell, the window's start and end against each other.
 """
 
@@ -24,7 +25,7 @@ WINDOW = ("start", "end")
 
 
 def axis_label(field: Field) -> str:
-    return AXIS_PREFIX + field.attr.replace("_", " ").capitalize()
+    return AXIS_PREFIX + (field.axis or field.attr.replace("_", " ").capitalize())
 
 
 def find_xyz_module() -> Any | None:
@@ -57,8 +58,8 @@ def job_params(p: Any) -> SagParams | None:
                   None)
     if script is None or module is None:
         return None
-    args = module.without_spare_slot(tuple(p.script_args[script.args_from:script.args_to]))
-    return SagParams.from_args(args).with_overrides(getattr(p, OVERRIDES_ATTR, None))
+    args = p.script_args[script.args_from:script.args_to]
+    return SagParams.from_script_args(args).with_overrides(getattr(p, OVERRIDES_ATTR, None))
 
 
 def apply_override(field: Field) -> Callable[[Any, Any, Any], None]:
@@ -112,12 +113,15 @@ def origin(attr: str, swept: dict) -> str:
 
 
 def register_axes() -> None:
-    """Add one axis per numeric SAG field, unless an earlier UI build already added them."""
+    """Add one axis per numeric or named-choice field, unless an earlier UI build already added them."""
     xyz = find_xyz_module()
     if xyz is None or not sag_runs_here() or any(option.label.startswith(AXIS_PREFIX) for option in xyz.axis_options):
         return
     for field in FIELDS:
-        if not field.is_bool:
+        if field.is_choice:
+            xyz.axis_options.append(xyz.AxisOption(axis_label(field), str, apply_override(field),
+                                                   confirm=confirm_values(field), choices=lambda f=field: list(f.choices)))
+        elif not field.is_bool:
             xyz.axis_options.append(xyz.AxisOption(
                 axis_label(field), float, apply_override(field), confirm=confirm_values(field)))
 

@@ -17,23 +17,21 @@ import torch
 from PIL import Image
 
 from modules import prompt_parser, script_callbacks, scripts, shared, ui_components
-from sag_core.attention_hook import find_middle_self_attention
-from sag_core.conditioning import take_rows
-from sag_core.params import FIELDS, FIELDS_BY_ATTR, INFOTEXT_FIELDS, OVERRIDES_ATTR, SagParamError, SagParams
-from sag_core.preview import mask_overlay
+from sag_core.conditioning import condition_dict, rows_of, take_rows
+from sag_core.infotext import (BRANCH_KEY, FAILED_KEY, FORGE_KEYS, INFOTEXT_KEYS, MARKERS, PROMPT_BRANCH,  # noqa: F401
+                               SKIPPED_KEY, read_pasted, write_count, write_settings)
+from sag_core.jobs import SamplingJobs, preview_blocker, selectable_script_title, unguard_sampling  # noqa: F401
+from sag_core.jobs import guard_sampling as guard_job
+from sag_core.layers import find_layer
+from sag_core.params import (FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, PAG, SAG, SEG, SWITCH, VALUE_FIELDS,
+                             SagParamError, SagParams, without_spare_slot)  # noqa: F401
+from sag_core.preview import mask_overlay, pasted_crop_box
 from sag_core.run import SagRun
 from sag_core.spaces import EpsSpace, X0Space
 from sag_core.version import __version__
 
 TITLE = "Self-Attention Guidance"
 RUN_ATTR = "_sag_generation"
-SKIPPED_KEY = "SAG skipped steps"
-BRANCH_KEY, PROMPT_BRANCH = "SAG branch", "prompt"
-FAILED_KEY = "SAG failed steps"
-INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, FAILED_KEY, BRANCH_KEY)
-FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_threshold": "threshold"}
-_GUARD_BASE = "__sag_unguarded_class__"  # on a job's guarded class: the class it replaced
-_GUARD_STASH = "__sag_stashed_sample__"  # and an instance `p.sample` set before SAG's process, or None
 HAS_AFTER_COMPOSITE = hasattr(scripts.Script, "postprocess_image_after_composite")  # webui 1.8+
 
 
@@ -61,22 +59,6 @@ UNSUPPORTED = unsupported_host()
 
 def current_unet() -> Any:
     return shared.sd_model.model.diffusion_model
-
-
-def rows_of(cond: Any) -> int:
-    """Batch rows of a conditioning: a tensor, or SDXL's dict (DictWithShape) of tensors."""
-    if hasattr(cond, "shape"):
-        return cond.shape[0]
-    return next(iter(cond.values())).shape[0]
-
-
-def condition_dict(conditioning_key: str, text: Any, image_cond: Any) -> dict:
-    """The `cond=` dict the webui's CFGDenoiser builds for the model (make_condition_dict, v1.10.1)."""
-    if conditioning_key == "crossattn-adm":
-        return {"c_crossattn": [text], "c_adm": image_cond}
-    if isinstance(text, dict):
-        return {**text, "c_concat": [image_cond]}
-    return {"c_crossattn": [text], "c_concat": [image_cond]}
 
 
 class GenerationSag:
@@ -113,10 +95,11 @@ class GenerationSag:
             self.run.begin_step(params.x, params.sigma, [], None, progress)
             return
         rows, cond = self._guided_rows(params)
-        if rows is None:
+        prompt_rows, prompt_cond = self._prompt_rows(params) if perturbs(self.run.params) else (rows, cond)
+        if rows is None or prompt_rows is None:
             self.run.skip_step()
             return
-        self.run.begin_step(params.x, params.sigma, rows, cond, progress)
+        self.run.begin_step(params.x, params.sigma, rows, cond, progress, prompt_rows, prompt_cond)
         model = getattr(denoiser, "inner_model", None)
         try:
             self.run.attach(current_unet(), model if isinstance(model, torch.nn.Module) else None)
@@ -127,18 +110,22 @@ class GenerationSag:
         """The step rows SAG guides, one per image, and their conditioning as this callback sees it.
 
         The uncond rows (the last B); at CFG scale 1 and below, where the uncond prediction does not
-        steer the image, the first prompt row of each image, as diffusers' SAG pipeline does. None
-        when the prompt rows of the images cannot be told apart (AND prompts whose layout is unknown).
+        steer the image, the first prompt row of each image, as diffusers' SAG pipeline does.
         """
-        key = shared.sd_model.model.conditioning_key
+        if guides_prompt(self.p):
+            return self._prompt_rows(params)
         images = rows_of(params.text_uncond)
-        if not guides_prompt(self.p):
-            first = params.x.shape[0] - images
-            rows = list(range(first, first + images))
-            return rows, condition_dict(key, params.text_uncond, params.image_cond[first:])
-        rows = first_prompt_rows(self._denoiser, rows_of(params.text_cond), images)
+        first = params.x.shape[0] - images
+        key = shared.sd_model.model.conditioning_key
+        return list(range(first, first + images)), condition_dict(key, params.text_uncond, params.image_cond[first:])
+
+    def _prompt_rows(self, params: Any) -> tuple[list[int] | None, Any]:
+        """The first prompt row of each image and their conditioning (PAG's and SEG's rows); None when the
+        prompt rows of the images cannot be told apart (AND prompts whose layout is unknown)."""
+        rows = first_prompt_rows(self._denoiser, rows_of(params.text_cond), rows_of(params.text_uncond))
         if rows is None:
             return None, None
+        key = shared.sd_model.model.conditioning_key
         return rows, condition_dict(key, take_rows(params.text_cond, rows), params.image_cond[rows])
 
     def guide(self, params: Any) -> None:
@@ -173,15 +160,8 @@ class GenerationSag:
             return None
         return self._denoiser.nmask
 
-    def where_acted(self) -> list:
-        """Per image of the batch, the (h, w) share of guided steps in which SAG blurred each latent cell."""
-        mean = self.run.mean_mask()
-        if mean is None:
-            return []
-        keep = self._keep()
-        if keep is not None and keep.shape[-2:] == mean.shape[-2:]:
-            mean = mean * keep.to(mean)
-        return [row[0].cpu() for row in mean]
+    def detach(self) -> None:
+        self.run.detach()
 
     def begin_batch(self) -> None:
         self.run.reset_batch()
@@ -200,13 +180,8 @@ class GenerationSag:
         self.previews.append((number, Image.fromarray(overlay)))
 
     def append_previews(self, processed: Any) -> None:
-        """Add the previews after the job's images, each with its image's infotext (as ControlNet adds maps).
-
-        Only for a job that `preview_blocker` lets through: a job run by a script of the Script dropdown
-        (`script_args[0]` above 0; the rule and its webui sources are in `selectable_script_title`) may
-        read `processed.images` by position (SD upscale's tiles, Loopback, X/Y/Z plot), so there the
-        previews are dropped and nothing is appended.
-        """
+        """Add the previews after the job's images, each with its image's infotext (as ControlNet adds maps),
+        unless `preview_blocker` (sag_core/jobs.py) says a script reads the job's images by position."""
         previews, self.previews = self.previews, []
         if preview_blocker(self.p) is not None:
             return
@@ -216,54 +191,14 @@ class GenerationSag:
             processed.infotexts.append(image_infotexts[number] if number < len(image_infotexts) else "")
 
 
-def selectable_script_title(p: Any) -> str | None:
-    """The title of the Script-dropdown script running this job, or None when no such script runs it.
-
-    webui 1.6.0 to 1.10.1: `p.script_args[0]` is the dropdown's index (gr.Dropdown type="index", 0 =
-    "None"), from the UI (txt2img.py, img2img.py pass the args to `ScriptRunner.run`) and from the API
-    (api.py `init_script_args`: `script_name`'s index + 1). A nonzero index makes `ScriptRunner.run`
-    hand the job to `selectable_scripts[index - 1].run`, which calls process_images itself on `p` or on
-    copies that share its script_args. Without `script_name` the API calls process_images directly,
-    even where a pasted infotext put the dropdown's text there (api.py `apply_infotext`, 1.8+): so
-    only an int above 0 counts.
-    """
-    args = getattr(p, "script_args", None)
-    index = args[0] if args else None
-    if not isinstance(index, int) or isinstance(index, bool) or index <= 0:
-        return None
-    selectable = getattr(getattr(p, "scripts", None), "selectable_scripts", None) or []
-    try:
-        return str(selectable[index - 1].title())
-    except Exception:  # a runner without the list, or a script whose title fails: still a selectable run
-        return f"script #{index}"
-
-
-def preview_blocker(p: Any) -> str | None:
-    """Why this job's previews must not be added (they would displace images a script reads), or None."""
-    title = selectable_script_title(p) if p is not None else None
-    return f"the Script dropdown's '{title}' runs this job and reads its images by position" if title else None
-
-
-def pasted_crop_box(p: Any, paste_to: Any, image: Image.Image) -> Any:
-    """`paste_to` where `image` is the original with the generated crop pasted back, else None.
-
-    webui 1.8.0 to 1.10.1 (processing.py `apply_overlay`, `uncrop`): inpainting "only masked" pastes
-    the crop at `p.paste_to` into an overlay-sized picture only when an overlay exists
-    (`opts.overlay_inpaint` on and `p.overlay_images[i]`); otherwise the picture after the composite
-    is the crop itself, whatever its size, and the mask covers it whole.
-    """
-    if paste_to is None or not getattr(shared.opts, "overlay_inpaint", True):
-        return None
-    overlays = getattr(p, "overlay_images", None)
-    index = getattr(p, "batch_index", 0)
-    if overlays is None or index >= len(overlays) or overlays[index] is None:
-        return None
-    return tuple(paste_to) if image.size == overlays[index].size else None
-
-
 def job_key() -> Any:
     """What tells one webui job (one Generate or API request) from the next: `state.begin` sets its start time."""
     return getattr(shared.state, "time_start", None)
+
+
+def perturbs(params: SagParams) -> bool:
+    """Whether PAG or SEG acts: their extra rows are the prompt's."""
+    return params.acts(PAG) or params.acts(SEG)
 
 
 def guides_prompt(p: Any) -> bool:
@@ -288,36 +223,8 @@ def first_prompt_rows(denoiser: Any, prompt_rows: int, images: int) -> list[int]
     return rows if len(rows) == images else None
 
 
-class SamplingJobs:
-    """The generations whose `p.sample` is running now, innermost last; empty between jobs.
-
-    A job's generation is here exactly while its own sampling runs (see `guard_sampling`), so a
-    nested job (ADetailer's inpainting pass, run from `postprocess_image`) never meets the outer
-    job's SAG, and the outer job finds its own again when it samples its next batch.
-    """
-
-    def __init__(self) -> None:
-        self._running: list[GenerationSag] = []
-
-    def push(self, generation: GenerationSag) -> None:
-        if self._running:
-            self._running[-1].run.detach()  # re-attached at the outer job's next guided step
-        self._running.append(generation)
-
-    def pop(self, generation: GenerationSag) -> None:
-        generation.run.detach()
-        self._running = [running for running in self._running if running is not generation]
-
-    def get(self) -> GenerationSag | None:
-        return self._running[-1] if self._running else None
-
-    def clear(self) -> None:
-        for generation in self._running:
-            generation.run.detach()
-        self._running = []
-
-
-active = SamplingJobs()
+active: SamplingJobs[GenerationSag] = SamplingJobs()
+"""The generations whose `p.sample` is running now (see sag_core/jobs.py), innermost last."""
 
 
 def generation_for(params: Any) -> GenerationSag | None:
@@ -349,88 +256,15 @@ def on_script_unloaded() -> None:
 
 
 def on_infotext_pasted(infotext: str, params: dict) -> None:
-    """Read Forge's sag_* keys too, fill defaults for absent SAG keys, and drop SAG if a value is bad."""
-    if FIELDS_BY_ATTR["scale"].infotext not in params and "sag_scale" in params:
-        if str(params.get("sag_enabled", "True")) != "False":
-            for forge_key, attr in FORGE_KEYS.items():
-                if forge_key in params:
-                    params[FIELDS_BY_ATTR[attr].infotext] = params[forge_key]
-    if FIELDS_BY_ATTR["scale"].infotext not in params:
-        return
-    try:
-        values = SagParams.from_infotext(params)
-    except SagParamError as error:
-        print(f"{error}. The pasted infotext leaves Self-Attention Guidance off.", file=sys.stderr)
-        for key in INFOTEXT_KEYS:
-            params.pop(key, None)
-        return
-    for field in INFOTEXT_FIELDS[1:]:
-        params[field.infotext] = getattr(values, field.attr)
-
-
-def without_spare_slot(args: tuple) -> tuple:
-    """The script's values without its last, spare input when that is empty (None, as the UI sends it).
-
-    The webui's API drops positional values beyond a script's inputs without a word (Api.init_script_args);
-    a filled spare input is kept, so that SagParams.from_args sees the list is too long and refuses it.
-    """
-    if len(args) == len(FIELDS) + 1 and args[-1] is None:
-        return tuple(args[:-1])
-    return tuple(args)
+    """Read Forge's sag_* keys too, fill defaults for absent keys of the methods on, drop ours if a value is bad."""
+    refusal = read_pasted(params)
+    if refusal is not None:
+        print(f"{refusal}.", file=sys.stderr)
 
 
 def guard_sampling(p: Any, *, generation: GenerationSag | None = None, error: Exception | None = None) -> None:
-    """Guard this job's `p.sample`: raise `error` instead of sampling, or run it with `generation` active.
-
-    Exceptions from script methods are swallowed by the webui, so a refused setting fails the job
-    here, where the UI and the API report it. `p.sample` spans one batch's sampling, hires pass
-    included, and nothing else: the generation is active (and may hook the U-Net) only inside it,
-    and the hook is removed in a finally, since no webui hook runs after an exception.
-
-    The guard is a per-job subclass of `p`'s class (same names), whose `sample` guards only `p`
-    itself: a shallow copy made later (`copy(p)`, as extensions make) shares the class but samples
-    itself, unguarded. An instance `p.sample` another extension set earlier is kept and called inside.
-    """
-    unguard_sampling(p)
-    base, owner = type(p), weakref.ref(p)
-    stashed = vars(p).pop("sample", None)
-
-    def sample(self, *args, **kwargs):
-        def unguarded():
-            return stashed(*args, **kwargs) if stashed is not None else base.sample(self, *args, **kwargs)
-
-        if self is not owner() or not isinstance(self, guarded):
-            return unguarded()
-        try:
-            if error is not None:
-                raise error
-            if generation is None:
-                return unguarded()
-            active.push(generation)
-            try:
-                return unguarded()
-            finally:
-                active.pop(generation)
-        except BaseException:
-            end_generation(self)  # the job ends here: its postprocess, which would undo the guard, never runs
-            raise
-
-    guarded = type(base.__name__, (base,), {
-        "__slots__": (), "__qualname__": base.__qualname__, "__module__": base.__module__,
-        "sample": sample, _GUARD_BASE: base, _GUARD_STASH: stashed})
-    p.__class__ = guarded
-
-
-def unguard_sampling(p: Any) -> None:
-    """Give `p` back its own class (and an extension's earlier `p.sample`); for a copy of a job too."""
-    guarded = type(p)
-    base = guarded.__dict__.get(_GUARD_BASE)
-    if base is None:
-        return
-    p.__class__ = base
-    stashed = guarded.__dict__[_GUARD_STASH]
-    if stashed is not None and "sample" not in vars(p):
-        p.sample = stashed
+    """Guard this job's `p.sample`: fail it with `error`, or sample with `generation` active (see sag_core/jobs.py)."""
+    guard_job(p, active, end_generation, generation=generation, error=error)
 
 
 def own_generation(p: Any) -> GenerationSag | None:
@@ -456,24 +290,6 @@ def end_generation(p: Any) -> None:
     unguard_sampling(p)
 
 
-def write_infotext(extra: dict, params: SagParams | None) -> None:
-    """Put this job's SAG settings into `extra`, dropping stale ones; values already there keep their place."""
-    written = params.infotext() if params is not None else {}
-    for field in INFOTEXT_FIELDS:
-        if field.infotext not in written:
-            extra.pop(field.infotext, None)
-    extra.pop(BRANCH_KEY, None)
-    extra.update(written)
-
-
-def write_count(extra: dict, key: str, count: int) -> None:
-    """Put a batch's step count into `extra` when there is one, else drop a stale one (cells share `extra`)."""
-    if count:
-        extra[key] = count
-    else:
-        extra.pop(key, None)
-
-
 class SelfAttentionGuidanceScript(scripts.Script):
     def title(self) -> str:
         return TITLE
@@ -482,40 +298,52 @@ class SelfAttentionGuidanceScript(scripts.Script):
         return scripts.AlwaysVisible if UNSUPPORTED is None else False
 
     def ui(self, is_img2img: bool) -> list:
-        enabled_field, *slider_fields, preview_field = FIELDS
-        with ui_components.InputAccordion(enabled_field.default, label=enabled_field.label,
-                            elem_id=self.elem_id(enabled_field.attr)) as enabled:
-            with gr.Row():
-                sliders = [self._slider(f) for f in slider_fields[:3]]
-            with gr.Row():
-                sliders += [self._slider(f) for f in slider_fields[3:]]
-                preview = gr.Checkbox(label=preview_field.label, value=preview_field.default,
-                                      elem_id=self.elem_id(preview_field.attr))
-        scale_key = FIELDS_BY_ATTR["scale"].infotext
-        self.infotext_fields = [(enabled, lambda d: scale_key in d)]
-        self.infotext_fields += [(slider, f.infotext) for slider, f in zip(sliders, slider_fields)]
-        self.paste_field_names = [f.infotext for f in slider_fields]
-        return [enabled, *sliders, preview, gr.State(value=None)]
+        """SAG's controls first; PAG and SEG each in an accordion of their own inside, folded until used."""
+        controls = {}
+        with self._accordion(FIELDS_BY_ATTR["enabled"], controls):
+            for row in (("scale", "blur_sigma", "threshold"), ("start", "end", "preview"), ("layer", "smooth_mask")):
+                with gr.Row():
+                    controls.update((attr, self._control(FIELDS_BY_ATTR[attr])) for attr in row)
+            for method in (PAG, SEG):
+                with self._accordion(FIELDS_BY_ATTR[SWITCH[method]], controls), gr.Row():
+                    controls.update((f.attr, self._control(f)) for f in FIELDS
+                                    if f.method == method and f.attr != SWITCH[method])
+        switches = [(controls[SWITCH[method]], lambda d, key=marker: key in d)
+                    for method, marker in zip((SAG, PAG, SEG), MARKERS)]  # 0.2.0's entries first, in its order
+        self.infotext_fields = switches[:1] + [(controls[f.attr], f.infotext) for f in VALUE_FIELDS] + switches[1:]
+        self.paste_field_names = [f.infotext for f in VALUE_FIELDS]
+        return [*(controls[f.attr] for f in FIELDS), gr.State(value=None)]
 
-    def _slider(self, field) -> gr.Slider:
-        return gr.Slider(label=field.label, minimum=field.minimum, maximum=field.maximum, step=field.step,
-                         value=field.default, elem_id=self.elem_id(field.attr))
+    def _accordion(self, field, controls: dict) -> Any:
+        accordion = ui_components.InputAccordion(field.default, label=field.label, elem_id=self.elem_id(field.attr))
+        controls[field.attr] = accordion
+        return accordion
+
+    def _control(self, field) -> Any:
+        common = dict(label=field.label, value=field.default, elem_id=self.elem_id(field.attr))
+        if field.is_bool:
+            return gr.Checkbox(**common)
+        if field.is_choice:
+            return gr.Dropdown(choices=list(field.choices), **common)
+        if field.widget == "number":
+            return gr.Number(minimum=field.minimum, maximum=field.maximum, step=field.step, **common)
+        return gr.Slider(minimum=field.minimum, maximum=field.maximum, step=field.step, **common)
 
     def process(self, p: Any, *args: Any) -> None:
         end_generation(p)
         try:
-            params = SagParams.from_args(without_spare_slot(args)).with_overrides(getattr(p, OVERRIDES_ATTR, None))
+            params = SagParams.from_script_args(args).with_overrides(getattr(p, OVERRIDES_ATTR, None))
             if params.active:
-                find_middle_self_attention(current_unet())
+                find_layer(current_unet(), params.layer)
         except (SagParamError, LookupError) as error:
-            write_infotext(p.extra_generation_params, None)
-            guard_sampling(p, error=RuntimeError(f"Self-Attention Guidance: {error}")
-                           if isinstance(error, LookupError) else error)
+            write_settings(p.extra_generation_params, None)
+            guard_sampling(p, error=error if isinstance(error, SagParamError) else SagParamError(
+                "layer", f"layer ({FIELDS_BY_ATTR['layer'].label}): {error}"))
             return
-        write_infotext(p.extra_generation_params, params if params.enabled else None)
-        if not params.enabled:
+        write_settings(p.extra_generation_params, params if params.switched_on else None)
+        if not params.switched_on:
             return
-        if params.active and guides_prompt(p):
+        if params.acts(SAG) and guides_prompt(p):
             p.extra_generation_params[BRANCH_KEY] = PROMPT_BRANCH
         generation = GenerationSag(p, params)
         setattr(p, RUN_ATTR, generation)
@@ -529,7 +357,7 @@ class SelfAttentionGuidanceScript(scripts.Script):
     def postprocess_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         generation = own_generation(p)
         if generation is not None and generation.run.params.preview:
-            generation.batch_masks = generation.where_acted()
+            generation.batch_masks = generation.run.where_acted(generation._keep())
         run = generation.run if generation is not None else None
         write_count(p.extra_generation_params, SKIPPED_KEY, run.skipped_steps if run else 0)
         write_count(p.extra_generation_params, FAILED_KEY, run.failed_steps if run else 0)
@@ -546,7 +374,7 @@ class SelfAttentionGuidanceScript(scripts.Script):
         if generation is not None and generation.run.params.preview and preview_blocker(p) is None:
             index_in_batch = getattr(p, "batch_index", 0)
             number = p.iteration * p.batch_size + index_in_batch  # processing.py's infotext(i) index
-            box = pasted_crop_box(p, paste_to, pp.image)
+            box = pasted_crop_box(p, paste_to, pp.image.size, getattr(shared.opts, "overlay_inpaint", True))
             generation.add_preview(pp.image, number, index_in_batch, box)
 
     def postprocess(self, p: Any, processed: Any, *args: Any) -> None:

@@ -38,8 +38,16 @@ BAD_INPUTS = [
     ([True, 0.5, 2.0, 1.0, 0.7, 0.3], "start", "must not be after end"),
     ([True, 0.5, 2.0, 1.0, 0.0, 1.0, 0.3], "preview", "true or false; got 0.3"),
     ([True, 0.5, 2.0, 1.0, 0.0, 1.0, "yes"], "preview", "true or false; got 'yes'"),
-    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, False, 0.3], "args", "more than 7 positional values"),
-    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, True, 9, 9], "args", "more than 7 positional values"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, False, 0.3], "pag_enabled", "true or false; got 0.3"),
+    ([True, 0.5, 2.0, 1.0, 0.0, 1.0, True, *[None] * 7, 9], "args", "more than 14 positional values"),
+    ([{"pag_enabled": True, "pag_scale": 11}], "pag_scale", "from 0 to 10"),
+    ([{"seg_enabled": True, "seg_scale": -1}], "seg_scale", "from 0 to 10"),
+    ([{"seg_enabled": True, "seg_blur_sigma": -0.5}], "seg_blur_sigma", "from 0 to 9999"),
+    ([{"seg_enabled": "on"}], "seg_enabled", "true or false; got 'on'"),
+    ([{"enabled": True, "layer": "up 1"}], "layer", "one of middle, output 0"),
+    ([{"pag_enabled": True, "layer": 3}], "layer", "got 3"),
+    ([{"enabled": True, "layer": "output 11"}], "layer", "its layers are input 5, input 7, middle, output 0"),
+    ([{"enabled": True, "smooth_mask": "yes"}], "smooth_mask", "true or false; got 'yes'"),
     ([{"enabled": True, "preview": 1}], "preview", "true or false; got 1"),
     ([{"enabled": True, "sacle": 0.5}], "sacle", "unknown field 'sacle'"),
     ([{"enabled": "yes"}], "enabled", "true or false; got 'yes'"),
@@ -55,6 +63,10 @@ GOOD_INPUTS = [
     ([True, 0.75, 2.0, 1.0, 0.0, 0.5], [{"end": 0.5, "enabled": True}]),
     ([False, 1.0], [{"enabled": False, "scale": 1.0}]),
     ([True, 0.75, 2.0, 1.0, 0.0, 1.0, True], [{"enabled": True, "preview": True}]),
+    ([True, 0.6, 2.0, 1.0, 0.0, 1.0, False, None], [{"enabled": True, "scale": 0.6}]),  # 0.2.0's UI: a spare None
+    ([False, 0.75, 2.0, 1.0, 0.0, 1.0, False, True, 2.5], [{"pag_enabled": True, "pag_scale": 2.5}]),
+    ([True, 0.75, 2.0, 1.0, 0.0, 1.0, False, False, 3.0, True, 3.0, 4.0, "output 0", True],
+     [{"enabled": True, "seg_enabled": True, "seg_blur_sigma": 4.0, "layer": "output 0", "smooth_mask": True}]),
 ]
 
 
@@ -62,7 +74,7 @@ pytestmark = pytest.mark.usefixtures("sd1_host")
 
 
 def test_the_bad_input_table_is_large_enough():
-    assert len(BAD_INPUTS) >= 25
+    assert len(BAD_INPUTS) >= 35
 
 
 @pytest.mark.parametrize("args,field,words", BAD_INPUTS)

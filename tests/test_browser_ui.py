@@ -21,7 +21,7 @@ import pytest
 
 from chromium import CHROMIUM, CHROMIUM_ARGS, DOCS_IMAGE_LIMIT
 import webui_page
-from sag_core.params import FIELDS, FIELDS_BY_ATTR
+from sag_core.params import FIELDS, FIELDS_BY_ATTR, PAG, SEG, SWITCH
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACT_PNG = ROOT / "out" / "browser" / "sag-accordion-open.png"
@@ -29,6 +29,9 @@ DOCS_PNG = ROOT / "docs" / "sag-accordion.png"
 TIMEOUT_MS = 10_000
 # Non-default values inside each slider's range (start before end).
 SET_VALUES = {"scale": 1.25, "blur_sigma": 3.5, "threshold": 1.4, "start": 0.15, "end": 0.85}
+FOLDED = [f for f in FIELDS if f.method in (PAG, SEG) and f.attr not in SWITCH.values()]
+"""PAG's and SEG's settings: inside their own accordions, folded until used."""
+SHOWN = [f for f in FIELDS[1:] if f not in FOLDED]
 
 
 def in_ci() -> bool:
@@ -112,15 +115,21 @@ class Ui:
         self.script = script
         self.accordion_id = script.elem_id("enabled")
         self.accordion = tab.locator(f"#{self.accordion_id}")
-        self.header = self.accordion.locator(".label-wrap")
+        self.header = self.accordion.locator(".label-wrap").first  # PAG's and SEG's accordions nest inside
         self.header_checkbox = tab.locator(f"#{self.accordion_id}-visible-checkbox")
 
     def slider(self, attr: str) -> Any:
         return self.tab.locator(f"#{self.script.elem_id(attr)}")
 
+    def inner_header(self, attr: str) -> Any:
+        """The header of PAG's or SEG's own accordion (attr: its switch)."""
+        return self.slider(attr).locator(".label-wrap").first
+
     def label(self, attr: str) -> Any:
         if attr == "enabled":
             return self.header.locator("span").first
+        if attr in SWITCH.values():
+            return self.inner_header(attr).locator("span").first
         if FIELDS_BY_ATTR[attr].is_bool:
             return self.slider(attr).locator("label span").first
         return self.slider(attr).locator("[data-testid=block-info]")
@@ -177,6 +186,9 @@ def test_fresh_page_accordion_is_closed_off_and_hinted(ui: Ui, expect: Any) -> N
     assert ui.generate() == defaults()
 
     # The hover hints of javascript/sag_hints.js, set as `title` by the page's hints script.
+    open_accordion(ui, expect)
+    for method in (PAG, SEG):
+        ui.inner_header(SWITCH[method]).click()
     for field in FIELDS:
         label = ui.label(field.attr)
         expect(label).to_have_text(field.label)
@@ -187,8 +199,10 @@ def test_fresh_page_accordion_is_closed_off_and_hinted(ui: Ui, expect: Any) -> N
 
 def test_opening_enables_and_every_slider_reaches_the_script(ui: Ui, expect: Any) -> None:
     open_accordion(ui, expect)
-    for field in FIELDS[1:]:
+    for field in SHOWN:
         expect(ui.slider(field.attr)).to_be_visible()
+    for field in FOLDED:
+        expect(ui.slider(field.attr)).to_be_hidden()
     assert ui.generate() == {**defaults(), "enabled": True}
     if os.environ.get("SAG_UPDATE_DOCS") == "1":
         assert ui.screenshot(DOCS_PNG) < DOCS_IMAGE_LIMIT
@@ -203,7 +217,7 @@ def test_opening_enables_and_every_slider_reaches_the_script(ui: Ui, expect: Any
     ui.slider("scale").locator("input[type=range]").press("ArrowRight")  # keyboard: one step up
     received = ui.generate()
     assert received["scale"] == pytest.approx(SET_VALUES["scale"] + scale.step)
-    assert received == {"enabled": True, **SET_VALUES, "preview": True, "scale": received["scale"]}
+    assert received == {**defaults(), "enabled": True, **SET_VALUES, "preview": True, "scale": received["scale"]}
     assert ui.screenshot(ARTIFACT_PNG) > 0
 
 
@@ -218,3 +232,21 @@ def test_header_checkbox_switches_off_without_closing(ui: Ui, expect: Any) -> No
     expect(ui.header).to_have_class(OPEN)
     assert ui.generate()["enabled"] is True
 
+
+
+def test_opening_pags_and_segs_accordions_switches_each_on_and_their_settings_reach_the_script(
+        ui: Ui, expect: Any) -> None:
+    open_accordion(ui, expect)
+    ui.header_checkbox.click()  # SAG off, the accordion stays open: PAG and SEG alone
+    for method in (PAG, SEG):
+        header = ui.inner_header(SWITCH[method])
+        header.click()
+        expect(header).to_have_class(OPEN)
+        expect(ui.tab.locator(f"#{ui.script.elem_id(SWITCH[method])}-visible-checkbox")).to_be_checked()
+    for field in FOLDED:
+        expect(ui.slider(field.attr)).to_be_visible()
+    ui.set_number("pag_scale", 2.5)
+    ui.set_number("seg_blur_sigma", 4)
+    received = ui.generate()
+    assert received == {**defaults(), "pag_enabled": True, "seg_enabled": True, "pag_scale": 2.5,
+                        "seg_blur_sigma": 4.0}

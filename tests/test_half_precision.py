@@ -164,3 +164,13 @@ def test_blur_stays_in_the_latents_dtype_inside_the_webuis_autocast():
         inside = gaussian_blur_2d(latent, 2.0)
     assert inside.dtype == torch.float32
     assert torch.equal(inside, gaussian_blur_2d(latent, 2.0))
+
+
+@pytest.mark.parametrize("precision", HALF)
+def test_pag_and_seg_beside_sag_guide_in_every_precision(ext, precision):
+    family = SagParams(enabled=True, pag_enabled=True, seg_enabled=True, seg_blur_sigma=1.0).as_args()
+    with half_model(ext, precision):
+        plain = harness.run_job(ext.txt2img, OFF, **JOB)
+        guided = harness.run_job(ext.txt2img, family, **JOB)
+    assert torch.isfinite(guided.samples).all() and (guided.samples - plain.samples).abs().max() > 1e-2
+    assert guided.infotexts == ["SAG scale: 0.75, PAG scale: 3.0, SEG scale: 3.0, SEG blur sigma: 1.0"]

@@ -14,7 +14,7 @@ def test_field_table_and_parameter_object_list_the_same_fields_with_the_same_def
     assert [f.attr for f in FIELDS] == [f.name for f in dataclasses.fields(SagParams)]
     assert [f.default for f in FIELDS] == [f.default for f in dataclasses.fields(SagParams)]
     assert len({f.infotext for f in INFOTEXT_FIELDS}) == len(INFOTEXT_FIELDS)
-    assert [f.attr for f in FIELDS if f not in INFOTEXT_FIELDS] == ["preview"]
+    assert [f.attr for f in FIELDS if f not in INFOTEXT_FIELDS] == ["preview", "pag_enabled", "seg_enabled"]
     assert len({f.label for f in FIELDS}) == len(FIELDS)
 
 
@@ -49,7 +49,10 @@ BAD = [
     ([True, 0.5, 1.0, 1.0, 0.8, 0.2], "start", "must not be after end"),
     ([True, 0.5, 1.0, 1.0, 0.0, 1.5], "end", "from 0 to 1"),
     ([True, 0.5, 1.0, 1.0, 0.0, 1.0, 7], "preview", "true or false; got 7"),
-    ([True, 0.5, 1.0, 1.0, 0.0, 1.0, False, 7], "args", "at most 7"),
+    ([True, 0.5, 1.0, 1.0, 0.0, 1.0, False, 7], "pag_enabled", "true or false; got 7"),
+    ([True, 0.5, 1.0, 1.0, 0.0, 1.0, False, *[None] * 7, 7], "args", "at most 14"),
+    ([{"seg_enabled": True, "seg_blur_sigma": 10000}], "seg_blur_sigma", "from 0 to 9999"),
+    ([{"layer": "mid"}], "layer", "one of middle, output 0"),
     ([{"enabled": True, "sacle": 1.0}], "sacle", "unknown field"),
     ([{"enabled": True, "scale": True}], "scale", "True"),
 ]

@@ -21,8 +21,9 @@ from modules import sd_hijack_unet, shared
 from modules.hypernetworks.hypernetwork import Hypernetwork, apply_hypernetworks
 from sag_core.attention_hook import find_middle_self_attention
 from sag_core.guidance import perturbed_guidance, rescale_to_cond
-from sag_core.perturbation import (IdentityAttention, PerturbationError, PerturbedSelfAttention, SmoothedQueries,
-                                   seg_kernel_size, smooth_queries, token_grid)
+from sag_core.layers import LayerError, attention_layers, find_layer
+from sag_core.perturbation import (IdentityAttention, PerturbationError, PerturbedLayer, PerturbedSelfAttention,
+                                   SmoothedQueries, seg_kernel_size, smooth_queries, token_grid)
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers.guiders import PerturbedAttentionGuidance, SmoothedEnergyGuidance  # noqa: E402
@@ -387,3 +388,55 @@ def test_rescale_brings_each_rows_std_to_the_conds():
     full = rescale_to_cond(pred, cond, 1.0)
     torch.testing.assert_close(full.std(dim=(1, 2, 3)), cond.std(dim=(1, 2, 3)))
     assert torch.equal(rescale_to_cond(pred, cond, 0.0), pred)
+
+
+# The layer-level hook the script uses: every self-attention of a named block, the grid read from the block
+
+
+@pytest.mark.parametrize("layout,factor", [("sd1", 8), ("sdxl", 4)])
+def test_a_perturbed_layer_reads_segs_grid_from_its_block_and_equals_explicit_hooks(unets, layout, factor):
+    unet = unets[layout]
+    layer = find_layer(unet, "middle")
+    x, context = torch.randn(2, 4, 17, 23), torch.randn(2, 77, 32)
+    grid = token_grid(x.shape[-2:], factor)
+    with torch.no_grad():
+        for ours, explicit in ((IdentityAttention(), IdentityAttention()),
+                               (SmoothedQueries(None, 1.5), SmoothedQueries(grid, 1.5))):
+            with PerturbedLayer(layer, [1], ours):
+                by_layer = run_unet(unet, x, context)
+            with ExitStack() as stack:
+                for attention in layer.attentions:
+                    stack.enter_context(PerturbedSelfAttention(attention, [1], explicit))
+                by_hand = run_unet(unet, x, context)
+            assert torch.equal(by_layer, by_hand)
+    assert no_hooks(layer.transformer, *layer.attentions)
+
+
+def test_a_period_perturbs_the_same_rows_of_every_repeat_as_a_tiler_sends_them(unets):
+    """Tiled Diffusion sends several tiles of one model call per U-Net call: rows [a, b, a', b'] with period 2."""
+    unet = unets["sd1"]
+    layer = find_layer(unet, "middle")
+    x, context = torch.randn(4, 4, 16, 16), torch.randn(4, 77, 32)
+    with torch.no_grad():
+        for perturbation in (IdentityAttention(), SmoothedQueries(None, 2.0)):
+            with PerturbedLayer(layer, [1], perturbation, period=2):
+                repeated = run_unet(unet, x, context)
+            with PerturbedLayer(layer, [1, 3], perturbation):
+                listed = run_unet(unet, x, context)
+            assert torch.equal(repeated, listed)
+        with PerturbedLayer(layer, [1], IdentityAttention(), period=3), \
+                pytest.raises(PerturbationError, match="not whole repeats of the 3 rows"):
+            run_unet(unet, x, context)
+    assert no_hooks(layer.transformer, *layer.attentions)
+
+
+@pytest.mark.parametrize("layout,names", [
+    ("sd1", ["input 5", "input 7", "middle", "output 0", "output 1", "output 2", "output 3"]),
+    ("sdxl", ["input 3", "input 5", "middle", "output 0", "output 1", "output 2", "output 3"]),
+])
+def test_layers_are_named_by_their_block_and_an_unknown_name_lists_the_real_ones(unets, layout, names):
+    layers = attention_layers(unets[layout])
+    assert list(layers) == names
+    assert len(layers["middle"].attentions) == (1 if layout == "sd1" else 2)
+    with pytest.raises(LayerError, match=f"no self-attention layer 'output 9'; its layers are {', '.join(names)}"):
+        find_layer(unets[layout], "output 9")

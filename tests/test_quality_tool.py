@@ -1,4 +1,8 @@
-"""tools/quality.py: the smoke run fails when SAG is computed but not applied, and the lab's scores are the textbook ones."""
+"""tools/quality.py: the smoke run fails when SAG is computed but not applied, and the lab's scores are the textbook ones.
+
+The family rows (PAG and SEG beside SAG) have their own smoke run, `quick --sets family`, whose page is
+written from a cache that holds only the family rows' cells.
+"""
 
 import json
 import subprocess
@@ -25,6 +29,16 @@ def quick(tmp_path_factory) -> dict:
     subprocess.run([sys.executable, str(ROOT / "tools" / "quality.py"), "quick", "--out", str(out)],
                    check=True, cwd=out, capture_output=True, timeout=300)
     return {**json.loads((out / "quick.json").read_text()), "report": (out / "docs" / "quality-results.md").read_text()}
+
+
+@pytest.fixture(scope="module")
+def quick_family(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("quality-family")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "quality.py"), "quick", "--sets", "family", "--out", str(out)],
+                   check=True, cwd=out, capture_output=True, timeout=300)
+    docs = out / "docs"
+    return {**json.loads((out / "quick.json").read_text()), "page": (docs / "quality-family.md").read_text(),
+            "docs": sorted(path.name for path in docs.iterdir())}
 
 
 def test_quick_sigma_zero_row_equals_the_cfg_row(quick):
@@ -185,3 +199,81 @@ def test_edge_energy_of_a_flat_image_is_zero_and_of_one_step_edge_is_its_share()
     step[:, :3, :, 16:] = 2.0  # clamped to 1: a step of 1 across one of 31 column gaps, none down
     assert edge_energy(flat)[0] == 0.0
     assert edge_energy(step)[0] == pytest.approx(1 / 31 / 2)
+
+
+# The rows' keys name their cached cells: these are the keys the rows had before PAG and SEG joined.
+KEYS_BEFORE_PAG = {"no guidance": "3b6946a35e", "CFG": "7420c10092", "CFG 7": "e04870de03",
+                   "CFG 3, 30 steps": "4040d5d346", "CFG + SAG": "77589d4adb", "CFG + SAG 0.5-1": "b1fad1d804",
+                   "SAG alone": "7a43abf057", "DDIM CFG++ 7.5 + SAG": "38ffb83c1f", "inverse mask": "7960dc8185",
+                   "SAG alone, negative branch": "e322b520a0", "null class, SAG": "9fa24ebf22"}
+
+
+def test_rows_made_before_pag_and_seg_keep_their_keys_and_the_family_shares_them():
+    from quality_rows import ROW_SETS, family_rows, rows_of
+    before = {row.name: row for row in rows_of([name for name in ROW_SETS if name != "family"])}
+    assert {name: before[name].key() for name in KEYS_BEFORE_PAG} == KEYS_BEFORE_PAG
+    assert all(row.family is None for row in before.values())
+    family = family_rows()
+    shared = [row for row in family if row.name in before]
+    assert {row.name for row in shared} == {"no guidance", "CFG", "CFG 3, 30 steps", "CFG + SAG", "SAG alone"}
+    assert all(row.key() == before[row.name].key() for row in shared)
+    assert len({row.key() for row in family}) == len(family)
+    assert all(row.baseline in {r.name for r in family} for row in family if row.name != "no guidance")
+
+
+def test_family_rows_reach_the_script_as_pag_and_seg_settings(ext):
+    import harness
+    from quality_rows import family_rows
+    from sag_core.params import PAG, SAG, SEG, SagParams
+    script = harness.sag_script(ext.txt2img)
+    for row in family_rows():
+        args = harness.sag_args(ext.txt2img, *row.script_values())
+        params = SagParams.from_script_args(args[script.args_from:script.args_to])
+        family = row.family or {}
+        assert params.acts(SAG) == (row.sag is not None), row.name
+        assert params.acts(PAG) == ("pag_enabled" in family), row.name
+        assert params.acts(SEG) == ("seg_enabled" in family), row.name
+        assert {name: getattr(params, name) for name in family} == family, row.name
+        if row.sag is not None:
+            assert (params.scale, params.blur_sigma, params.start, params.end) == (0.75, 2.0, 0.0, 1.0)
+    assert {row.describe() for row in family_rows() if row.name in ("CFG + PAG + SEG", "CFG + SEG, sigma 2")} == {
+        "PAG 3; SEG 3, sigma inf", "SEG 3, sigma 2"}
+
+
+def test_quick_family_rows_sample_each_method_at_one_extra_pass_per_step(quick_family):
+    rows = quick_family["rows"]  # 2 steps (a tenth of 20) of cond + uncond rows: 4 passes; each method adds 2
+    methods = {name: name.count("SAG") + name.count("PAG") + name.count("SEG") for name in rows}
+    assert {name: rows[name]["unet_passes_per_image"] for name in rows} == {
+        name: 4 + 2 * methods[name] + {"CFG 3, 30 steps": 2, "CFG 3, 40 steps": 4}.get(name, 0) for name in rows}
+    for name in rows:  # every method changes every seed's images, from CFG's or, alone, from no guidance's
+        base = "no guidance" if name.endswith("alone") else "CFG"
+        if methods[name]:
+            assert all(a != b for a, b in zip(rows[name]["digests"], rows[base]["digests"])), name
+    assert rows["CFG + PAG"]["mask_coverage"] is None and rows["CFG + SAG + PAG"]["mask_coverage"] > 0
+
+
+def test_quick_family_page_is_written_alone_from_the_family_cells(quick_family):
+    assert quick_family["docs"] == ["quality-family.md"]  # the page of every table is not rewritten
+    tables = [[cell.strip() for cell in line.split("|")[1:-1]] for line in quick_family["page"].splitlines()
+              if line.startswith("| ")]
+    cost = {cells[0]: cells[-1] for cells in tables if len(cells) == 5 and cells[0] != "row"}
+    assert cost == {name: f"{row['unet_passes_per_image']:.0f}" for name, row in quick_family["rows"].items()}
+    summary = {cells[0]: cells[1] for cells in tables if len(cells) == 2}
+    for change in ("CFG + PAG vs CFG", "CFG + SEG, sigma 2 vs CFG", "PAG alone vs no guidance",
+                   "CFG + PAG vs CFG 3, 30 steps", "CFG + SAG + SEG vs CFG 3, 40 steps", "CFG + SAG + PAG vs CFG + PAG"):
+        assert summary[change].endswith("/2)") and "/5 ↓" in summary[change], change  # both seeds, five scorers
+    assert ["family", "CFG + PAG + SEG", "Euler a, 2", "3", "PAG 3; SEG 3, sigma inf"] in [
+        cells[:5] for cells in tables]
+
+
+def test_report_of_the_family_set_writes_the_family_page_only(monkeypatch):
+    import quality
+    import quality_report
+    written = []
+    monkeypatch.setattr(quality_report, "write", lambda lab, docs: written.append("results"))
+    monkeypatch.setattr(quality_report, "write_family", lambda lab, docs: written.append("family"))
+    threads = ["--threads", str(torch.get_num_threads())]
+    quality.main(["report", "--sets", "family", *threads])
+    assert written == ["family"]
+    quality.main(["report", *threads])
+    assert written == ["family", "results", "family"]

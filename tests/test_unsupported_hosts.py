@@ -73,4 +73,5 @@ def test_a_supported_webui_gets_the_script_its_callbacks_and_axes():
     assert found["scripts"] == [1, 1]
     assert sorted(found["callbacks"]) == ["cfg_after_cfg", "cfg_denoised", "cfg_denoiser", "infotext_pasted",
                                           "script_unloaded"]
-    assert found["axes"] == ["[SAG] Scale", "[SAG] Blur sigma", "[SAG] Threshold", "[SAG] Start", "[SAG] End"]
+    assert found["axes"] == ["[SAG] Scale", "[SAG] Blur sigma", "[SAG] Threshold", "[SAG] Start", "[SAG] End",
+                             "[SAG] PAG scale", "[SAG] SEG scale", "[SAG] SEG blur sigma", "[SAG] Layer"]

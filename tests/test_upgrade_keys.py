@@ -24,8 +24,17 @@ SAVED_FIELDS = {
     "SAG start": SLIDER_FIELDS,
     "SAG end": SLIDER_FIELDS,
     "Show where SAG acted": ("visible", "value"),
+    # after 0.2.0: PAG, SEG, the layer and the smooth mask; the keys above are 0.2.0's, unchanged
+    "Perturbed-Attention Guidance": ("visible", "value"),
+    "PAG scale": SLIDER_FIELDS,
+    "Smoothed Energy Guidance": ("visible", "value"),
+    "SEG scale": SLIDER_FIELDS,
+    "SEG blur sigma": ("visible", "value"),
+    "Guided attention layer": ("visible", "value"),
+    "SAG smooth mask": ("visible", "value"),
 }
 WRITTEN_INFOTEXT_KEYS = ["SAG scale", "SAG blur sigma", "SAG threshold", "SAG start", "SAG end", "SAG skipped steps"]
+NEW_INFOTEXT_KEYS = ["PAG scale", "SEG scale", "SEG blur sigma", "SAG layer", "SAG smooth mask"]  # after 0.2.0
 FORGE_INFOTEXT_KEYS = ["sag_enabled", "sag_scale", "sag_blur_sigma", "sag_threshold"]
 
 pytestmark = pytest.mark.usefixtures("sd1_host")
@@ -63,7 +72,10 @@ def test_the_infotext_keys_written_and_read_are_the_pinned_ones(ext):
     module = ext.module
     every_key = SagParams(True, 0.5, 3.0, 1.5, 0.1, 0.9).infotext()
     assert [*every_key, module.SKIPPED_KEY] == WRITTEN_INFOTEXT_KEYS
-    assert [key for _, key in ext.txt2img.infotext_fields[1:]] == WRITTEN_INFOTEXT_KEYS[:-1]
+    assert [key for _, key in ext.txt2img.infotext_fields[1:6]] == WRITTEN_INFOTEXT_KEYS[:-1]
+    family = SagParams(True, 0.5, pag_enabled=True, pag_scale=2.0, seg_enabled=True, seg_scale=1.5, seg_blur_sigma=4.0,
+                       layer="output 1", smooth_mask=True).infotext()
+    assert list(family) == ["SAG scale", *NEW_INFOTEXT_KEYS]
     assert sorted(module.FORGE_KEYS) == sorted(FORGE_INFOTEXT_KEYS[1:])
 
 

@@ -232,8 +232,9 @@ def test_a_model_without_middle_attention_fails_the_job_clearly(ext):
     middle = unet.middle_block[1]
     del unet.middle_block[1]
     try:
-        with pytest.raises(RuntimeError, match="no self-attention in its middle block"):
+        with pytest.raises(SagParamError, match="no self-attention in its middle block") as refused:
             harness.run_job(ext.txt2img, ON)
+        assert refused.value.field == "layer" and "choose another guided attention layer: input 5" in str(refused.value)
     finally:
         unet.middle_block.insert(1, middle)
 
@@ -264,24 +265,37 @@ def test_ui_controls_follow_the_field_table_with_stable_per_tab_ids(ext):
         assert [c.label for c in controls] == [f.label for f in FIELDS]
         assert [c.value for c in controls] == [f.default for f in FIELDS]
         assert controls[0].accordion.elem_id == f"script_{tab}_selfattention_guidance_enabled"
-        assert [c.elem_id for c in controls[1:]] == [f"script_{tab}_selfattention_guidance_{f.attr}" for f in FIELDS[1:]]
-        sliders = [(c, f) for c, f in zip(controls, FIELDS) if not f.is_bool]
-        assert [(s.minimum, s.maximum) for s, f in sliders] == [(f.minimum, f.maximum) for s, f in sliders]
-        assert type(controls[-1]).__name__ == "Checkbox" and FIELDS[-1].attr == "preview"
+        accordions = {"enabled", "pag_enabled", "seg_enabled"}
+        assert [c.accordion.elem_id for c, f in zip(controls, FIELDS) if f.attr in accordions] == [
+            f"script_{tab}_selfattention_guidance_{attr}" for attr in ("enabled", "pag_enabled", "seg_enabled")]
+        assert [c.elem_id for c, f in zip(controls, FIELDS) if f.attr not in accordions] == [
+            f"script_{tab}_selfattention_guidance_{f.attr}" for f in FIELDS if f.attr not in accordions]
+        numbers = [(c, f) for c, f in zip(controls, FIELDS) if not f.is_bool and not f.is_choice]
+        assert [(c.minimum, c.maximum) for c, f in numbers] == [(f.minimum, f.maximum) for c, f in numbers]
+        assert [type(c).__name__ for c, f in numbers] == ["Slider"] * 7 + ["Number"]
+        layer = controls[[f.attr for f in FIELDS].index("layer")]
+        assert type(layer).__name__ == "Dropdown" and layer.value == "middle"
+        assert [choice[0] if isinstance(choice, tuple) else choice for choice in layer.choices][:2] == ["middle", "output 0"]
 
 
 def test_pasted_infotext_enables_sag_only_when_its_keys_are_there(ext):
     fields = ext.txt2img.infotext_fields
     enable = fields[0][1]
     assert enable({"SAG scale": "0.5"}) is True and enable({"Steps": "20"}) is False
-    assert [key for _, key in fields[1:]] == ["SAG scale", "SAG blur sigma", "SAG threshold", "SAG start", "SAG end"]
+    assert [key for _, key in fields[1:6]] == ["SAG scale", "SAG blur sigma", "SAG threshold", "SAG start", "SAG end"]
+    pag, seg = fields[-2][1], fields[-1][1]
+    assert pag({"PAG scale": "3"}) and not pag({"SAG scale": "0.5"}) and seg({"SEG scale": "3"}) and not seg({})
 
 
 def test_pasting_fills_defaults_reads_forge_keys_and_drops_bad_values(ext):
     paste = ext.module.on_infotext_pasted
     ours = {"SAG scale": "0.5"}
     paste("", ours)
-    assert ours == {"SAG scale": 0.5, "SAG blur sigma": 2.0, "SAG threshold": 1.0, "SAG start": 0.0, "SAG end": 1.0}
+    assert ours == {"SAG scale": 0.5, "SAG blur sigma": 2.0, "SAG threshold": 1.0, "SAG start": 0.0, "SAG end": 1.0,
+                    "SAG layer": "middle", "SAG smooth mask": False}
+    pag_only = {"PAG scale": "2.5", "SAG layer": "output 1"}
+    paste("", pag_only)
+    assert pag_only == {"PAG scale": 2.5, "SAG start": 0.0, "SAG end": 1.0, "SAG layer": "output 1"}
     forge = {"sag_enabled": "True", "sag_scale": "0.6", "sag_blur_sigma": "3.0"}
     paste("", forge)
     assert forge["SAG scale"] == 0.6 and forge["SAG blur sigma"] == 3.0
@@ -311,7 +325,8 @@ def test_xyz_axes_are_registered_once_with_their_labels(ext):
     from modules import script_callbacks as callbacks
     callbacks.before_ui_callback()
     labels = [option.label for option in ext.xyz.axis_options if option.label.startswith("[SAG]")]
-    assert labels == ["[SAG] Scale", "[SAG] Blur sigma", "[SAG] Threshold", "[SAG] Start", "[SAG] End"]
+    assert labels == ["[SAG] Scale", "[SAG] Blur sigma", "[SAG] Threshold", "[SAG] Start", "[SAG] End",
+                      "[SAG] PAG scale", "[SAG] SEG scale", "[SAG] SEG blur sigma", "[SAG] Layer"]
 
 
 def xyz_option(ext, label):
@@ -341,7 +356,7 @@ def test_xyz_refuses_out_of_range_values_before_anything_runs(ext):
 
 def test_field_table_ui_infotext_xyz_and_hints_agree(ext):
     """Adding a field to the table and not to one of its consumers fails here."""
-    from sag_core.params import FIELDS, SagParams
+    from sag_core.params import FIELDS, SWITCH, VALUE_FIELDS, SagParams
     import dataclasses
     import json
     import re
@@ -349,16 +364,19 @@ def test_field_table_ui_infotext_xyz_and_hints_agree(ext):
 
     script = ext.txt2img.alwayson_scripts[0]
     controls = ext.txt2img.inputs[script.args_from:script.args_to - 1]
-    numeric = [f for f in FIELDS if not f.is_bool]
+    axes = [f for f in FIELDS if not f.is_bool]
     source = (Path(harness.SCRIPT_PATH).parents[1] / "javascript" / "sag_hints.js").read_text()
     hints = json.loads(re.search(r"var sagHints = (\{.*?\});", source, re.S).group(1))
 
     assert [f.name for f in dataclasses.fields(SagParams)] == [f.attr for f in FIELDS]
     assert [c.label for c in controls] == [f.label for f in FIELDS]
-    assert [key for _, key in ext.txt2img.infotext_fields[1:]] == [f.infotext for f in numeric]
-    assert ext.txt2img.paste_field_names == [f.infotext for f in numeric]
+    assert [key for _, key in ext.txt2img.infotext_fields[1:-2]] == [f.infotext for f in VALUE_FIELDS]
+    switches = [ext.txt2img.infotext_fields[i][0] for i in (0, -2, -1)]
+    assert [c.label for c in switches] == [FIELDS_BY_LABEL.label for FIELDS_BY_LABEL in
+                                           (next(f for f in FIELDS if f.attr == a) for a in SWITCH.values())]
+    assert ext.txt2img.paste_field_names == [f.infotext for f in VALUE_FIELDS]
     assert [o.label for o in ext.xyz.axis_options if o.label.startswith("[SAG]")] == [
-        "[SAG] " + f.attr.replace("_", " ").capitalize() for f in numeric]
+        "[SAG] " + (f.axis or f.attr.replace("_", " ").capitalize()) for f in axes]
     assert hints == {f.label: f.hint for f in FIELDS}
 
 

@@ -1,4 +1,4 @@
-"""Measure what SAG costs over CFG-only, on the real ldm U-Net and k-diffusion through the test host.
+"""Measure what SAG (and PAG, SEG) costs over CFG-only, on the real ldm U-Net and k-diffusion through the test host.
 
 Everything runs in one process on CPU. Step times are job time / steps; every variant of a table row
 is repeated round-robin with the others (order reversed every other round) and the medians are
@@ -32,6 +32,7 @@ import harness  # noqa: E402
 from ldm.modules.diffusionmodules.openaimodel import UNetModel  # noqa: E402
 from models import TinyLatentDiffusion, rerandomise  # noqa: E402
 from modules import script_callbacks, scripts, sd_hijack_unet, shared  # noqa: E402
+from sag_core import extra_pass  # noqa: E402
 from sag_core.attention_hook import SaliencyRecorder  # noqa: E402
 from sag_core.run import SagRun  # noqa: E402
 from sag_core.saliency import saliency_from_qk  # noqa: E402
@@ -39,6 +40,11 @@ from sag_core.saliency import saliency_from_qk  # noqa: E402
 MiB = 2 ** 20
 JOB_ARGS = {"cfg": (False,), "disabled": (False, 0.75, 2.0, 1.0), "sag": (True, 0.75, 2.0, 1.0),
             "full-map": (True, 0.75, 2.0, 1.0), "window": (True, 0.75, 2.0, 1.0, 0.0, 0.5)}
+FAMILY = {"sag": ("enabled",), "pag": ("pag_enabled",), "seg": ("seg_enabled",), "sag+pag": ("enabled", "pag_enabled"),
+          "sag+seg": ("enabled", "seg_enabled"), "pag+seg": ("pag_enabled", "seg_enabled"),
+          "all": ("enabled", "pag_enabled", "seg_enabled"), "all, one call each": ("enabled", "pag_enabled", "seg_enabled")}
+"""The methods of each family variant (the script's switches); the last with the batched extra call split per method."""
+JOB_ARGS.update({kind: ({switch: True for switch in switches},) for kind, switches in FAMILY.items() if kind != "sag"})
 Result = tuple[float, torch.Tensor]
 
 
@@ -129,7 +135,15 @@ def run_variant(ext: harness.Extension, kind: str, size: int, steps: int) -> Res
     if kind == "full-map":
         with mock.patch.object(ext.module, "SagRun", FullMapRun):
             return timed_job(ext.txt2img, JOB_ARGS[kind], size, steps)
+    if kind == "all, one call each":
+        with mock.patch("sag_core.run.predict_together", one_call_each):
+            return timed_job(ext.txt2img, JOB_ARGS[kind], size, steps)
     return timed_job(ext.txt2img, JOB_ARGS[kind], size, steps)
+
+
+def one_call_each(parts: list, predict: Callable, layer: Any = None) -> list[torch.Tensor]:
+    """The extra pass without batching: each method's rows in a call of their own (what batching saves)."""
+    return [extra_pass.predict_together([part], predict, layer)[0] for part in parts]
 
 
 def interleaved(ext: harness.Extension, kinds: list[str], size: int, steps: int,
@@ -284,6 +298,20 @@ def step_table(ext: harness.Extension, args: argparse.Namespace, main_size: int)
     return main_ratio, window_ratio
 
 
+def family_table(ext: harness.Extension, args: argparse.Namespace, size: int) -> dict[str, float]:
+    """Print each method's and each combination's step time over CFG, interleaved in one run; return the ratios."""
+    kinds = ["cfg", *FAMILY]
+    times, _ = interleaved(ext, kinds, size, args.steps, args.repeats)
+    ratios = {kind: paired_ratio(times, kind, "cfg") for kind in FAMILY}
+    print(f"\nSAG, PAG, SEG and their combinations at {size}x{size} (extra U-Net rows per step: 1 per image per method, "
+          "in one batched call)")
+    print("variant              s/step  over CFG")
+    print(f"{'CFG':<20} {statistics.median(times['cfg']):>7.3f}  {1.0:>8.3f}")
+    for kind in FAMILY:
+        print(f"{kind:<20} {statistics.median(times[kind]):>7.3f}  {ratios[kind]:>8.3f}")
+    return ratios
+
+
 def off_check(ext: harness.Extension, args: argparse.Namespace) -> tuple[float, bool]:
     """Print and return disabled/absent step time ratio and whether their outputs are bit-identical."""
     size, steps = args.sizes[0], 2 * args.steps  # longer jobs, more rounds: the effect sought is tiny
@@ -333,6 +361,7 @@ def main() -> None:
           f"steps, batch 1, CFG 7; {args.repeats} interleaved rounds: median times, ratios = median of per-round "
           "ratios\n")
     ratio, window_ratio = step_table(ext, args, main_size)
+    family = family_table(ext, args, main_size)
     off_ratio, identical = off_check(ext, args)
     split_report(ext, args, main_size)
     mem = memory_report(args)
@@ -343,6 +372,9 @@ def main() -> None:
     print(f"\ntargets (load average at the end: {load()})")
     print(verdict(ratio <= 1.52, f"SAG/CFG at {main_size}x{main_size} <= 1.52: {ratio:.3f}"))
     print(verdict(window_ratio <= 1.27, f"window 0..0.5 SAG/CFG <= 1.27: {window_ratio:.3f}"))
+    singles = max(family[kind] for kind in ("sag", "pag", "seg"))
+    print(verdict(singles <= 1.55, f"each of SAG, PAG, SEG alone over CFG <= 1.55: {singles:.3f}"))
+    print(verdict(family["all"] <= 2.6, f"all three in one batched call over CFG <= 2.6: {family['all']:.3f}"))
     print(verdict(off_ratio <= 1.005, f"disabled/absent step time <= 1.005: {off_ratio:.4f}"))
     print(verdict(identical, f"disabled output bit-identical to absent: {identical}"))
     print(verdict(mem["chunked"] <= 64, f"chunked saliency peak <= 64 MiB: {mem['chunked']:.1f} MiB "

@@ -10,7 +10,9 @@ The report (tools/quality_report.py) is rebuilt from the cache alone.
     python tools/quality.py run [--models base,short] [--training-seeds 0,1,2] [--seeds 1,2,3,4,5]
                                 [--sets frontier,samplers,ablations]
     python tools/quality.py report            # docs/quality-results.md and docs/quality-frontier.png
+    python tools/quality.py report --sets family   # docs/quality-family.md alone (PAG and SEG beside SAG)
     python tools/quality.py quick --out DIR   # the smoke test: tiny trainings, four rows, two seeds
+    python tools/quality.py quick --sets family --out DIR   # the same for the family rows and page
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from modules import sd_hijack_unet, shared  # noqa: E402
 from quality_cells import CellCache, Sampling, compute_cell  # noqa: E402
 from quality_data import sample_set  # noqa: E402
 from quality_models import ClassifierConfig, ShapeClassifier, TrainConfig  # noqa: E402
-from quality_rows import CFG_SCALES, ROW_SETS, Row, cfg_name, quick_rows, rows_of  # noqa: E402
+from quality_rows import CFG_SCALES, ROW_SETS, Row, cfg_name, family_rows, quick_rows, rows_of  # noqa: E402
 from quality_scores import classify, frechet_distance  # noqa: E402
 from quality_weights import (MODELS, SCORER_SEEDS, TRAINING_SEEDS, ModelSpec, diffusion_model,  # noqa: E402
                              scoring_classifier)
@@ -169,10 +171,15 @@ QUICK_LAB = {"classifier": ClassifierConfig(steps=8, batch=16), "sampling": Samp
              "reference_images": 64}
 
 
-def quick(out: Path) -> dict:
-    """Tiny trainings, the four quick rows at 3 steps, two seeds: each row's image digests and first-scorer FDs."""
+def quick(out: Path, family: bool = False) -> dict:
+    """Tiny trainings, the four quick rows at 3 steps, two seeds: each row's image digests and first-scorer FDs.
+
+    With `family`, the family rows at a tenth of their steps (so 30 and 40 steps stay the equal-cost rows)
+    and the family page alone, as `report --sets family` writes it from a cache holding only their cells.
+    """
     lab = Lab(out=out, **QUICK_LAB)
-    rows = [replace(row, steps=3) for row in quick_rows()]
+    rows = ([replace(row, steps=row.steps // 10) for row in family_rows()] if family
+            else [replace(row, steps=3) for row in quick_rows()])
     run(lab, [QUICK_MODEL], [0], (1, 2), rows)
     reference = lab.reference(lab.scorers())[SCORER_SEEDS[0]]
     result = {}
@@ -184,7 +191,10 @@ def quick(out: Path) -> dict:
                             "unet_passes_per_image": cells[0]["unet_passes_per_image"],
                             "mask_coverage": cells[0]["mask_coverage"]}
     import quality_report
-    quality_report.write(lab, out / "docs", {QUICK_MODEL.name: QUICK_MODEL}, rows, plot_groups=("quick",))
+    if family:
+        quality_report.write_family(lab, out / "docs", {QUICK_MODEL.name: QUICK_MODEL}, rows)
+    else:
+        quality_report.write(lab, out / "docs", {QUICK_MODEL.name: QUICK_MODEL}, rows, plot_groups=("quick",))
     summary = {"rows": result, "batch_invariant": batch_invariant(lab)}
     (out / "quick.json").write_text(json.dumps(summary, indent=1))
     return summary
@@ -223,7 +233,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated: " + ", ".join(MODELS))
     parser.add_argument("--training-seeds", default=",".join(map(str, TRAINING_SEEDS)))
     parser.add_argument("--seeds", default=",".join(map(str, SAMPLING_SEEDS)), help="sampling seeds")
-    parser.add_argument("--sets", default=",".join(ROW_SETS), help="row sets: " + ", ".join(ROW_SETS))
+    parser.add_argument("--sets", default=",".join(ROW_SETS), help="row sets: " + ", ".join(ROW_SETS) + "; "
+                        "report: the family page if family is among them, every other table if another set is; "
+                        "quick: family for the family rows and page")
     parser.add_argument("--out", type=Path, default=OUT, help="caches, samples and results")
     parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where report writes its page and plot")
     parser.add_argument("--threads", type=int, default=2)
@@ -234,14 +246,18 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
     if args.command == "quick":
-        print(json.dumps(quick(args.out), indent=1))
+        print(json.dumps(quick(args.out, family=args.sets == "family"), indent=1))
     elif args.command == "run":
         specs = [MODELS[name] for name in args.models.split(",")]
         run(Lab(out=args.out), specs, [int(s) for s in args.training_seeds.split(",")],
             tuple(int(s) for s in args.seeds.split(",")), chosen_rows(args.sets, args.rows), args.images)
     else:
         import quality_report
-        quality_report.write(Lab(out=args.out), args.docs)
+        sets = set(args.sets.split(","))
+        if sets - {"family"}:
+            quality_report.write(Lab(out=args.out), args.docs)
+        if "family" in sets:
+            quality_report.write_family(Lab(out=args.out), args.docs)
     print(f"{args.command}: {time.perf_counter() - started:.0f} s, torch {torch.__version__}")
 
 

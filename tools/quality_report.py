@@ -5,7 +5,8 @@ deviation over seeds) and pooled over its seeds' samples, KID, precision and rec
 share, the chroma against the real images', the mask coverage and the U-Net passes per image; and
 its change from its baseline row on the same seeds. The judges' tables give every change under
 every judge: the FD of five scoring classifiers and a patch distance that is no classifier (cells
-that keep their images only). Nothing here samples; missing cells are left out.
+that keep their images only). Nothing here samples; missing cells are left out. The family page
+(PAG and SEG beside SAG) is written alone from the family rows' cells, which a partial cache may hold.
 """
 
 from __future__ import annotations
@@ -163,9 +164,9 @@ def row_scores(entry: RowCells, references: dict[int, np.ndarray], real_chroma: 
 
 
 def scores_table(found: dict[str, RowCells], references: dict[int, np.ndarray], real_chroma: float) -> list[str]:
-    lines = ["| group | row | sampler, steps | CFG | SAG scale / sigma / threshold / window | seeds | FD ↓ | FD pooled ↓ "
-             "| KID ↓ | precision ↑ | recall ↑ | recognised % | chroma vs real | edge energy vs real | mask coverage "
-             "| U-Net passes per image | vs | ΔFD, same seeds | FD, scorer 2 | ΔFD, scorer 2 |",
+    lines = ["| group | row | sampler, steps | CFG | SAG scale / sigma / threshold / window; PAG, SEG | seeds | FD ↓ "
+             "| FD pooled ↓ | KID ↓ | precision ↑ | recall ↑ | recognised % | chroma vs real | edge energy vs real "
+             "| mask coverage | U-Net passes per image | vs | ΔFD, same seeds | FD, scorer 2 | ΔFD, scorer 2 |",
              "|" + "---|" * 20]
     for name, entry in found.items():
         s, row = row_scores(entry, references, real_chroma), entry.row
@@ -176,7 +177,7 @@ def scores_table(found: dict[str, RowCells], references: dict[int, np.ndarray], 
         coverage = "-" if s["coverage"] is None else f"{s['coverage']:.2f}"
         edge = "-" if s["edge"] is None else f"{s['edge']:.2f}"
         lines.append(
-            f"| {row.group} | {name} | {row.sampler}, {row.steps} | {row.cfg_scale:g} | {row.describe_sag()} "
+            f"| {row.group} | {name} | {row.sampler}, {row.steps} | {row.cfg_scale:g} | {row.describe()} "
             f"| {s['seeds']} | {s['fd'][0]:.2f} ± {s['fd'][1]:.2f} | {s['fd_pooled']:.2f} | {s['kid']:.2f} "
             f"| {s['precision']:.3f} | {s['recall']:.3f} | {s['recognised'][0]:.1f} ± {s['recognised'][1]:.1f} "
             f"| {s['chroma']:.3f} | {edge} | {coverage} | {s['passes']:.0f} | {row.baseline or '-'} | {change} "
@@ -198,12 +199,13 @@ def key_changes(found: dict[str, RowCells]) -> list[tuple[str, str]]:
     return [(row, base) for row, base in KEY_CHANGES if row in found and base in found]
 
 
-def key_change_table(per_seed: dict[str, dict[str, RowCells]], describe: Callable[[RowCells, RowCells], str]
-                     ) -> list[str]:
-    """One line per key change, one column per model and training seed: `describe(row, baseline)` or "-"."""
+def key_change_table(per_seed: dict[str, dict[str, RowCells]], describe: Callable[[RowCells, RowCells], str],
+                     changes: list[tuple[str, str]] = KEY_CHANGES) -> list[str]:
+    """One line per change (the key ones unless told), one column per model and training seed:
+    `describe(row, baseline)` or "-"."""
     keys = list(per_seed)
     lines = ["| change | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
-    for row, base in KEY_CHANGES:
+    for row, base in changes:
         cells = [describe(per_seed[key][row], per_seed[key][base]) if row in per_seed[key] and base in per_seed[key]
                  else "-" for key in keys]
         if any(cell != "-" for cell in cells):
@@ -240,14 +242,16 @@ def judged_changes(found: dict[str, RowCells]) -> list[tuple[str, str]]:
     return keys + rest
 
 
-def judges_table(found: dict[str, RowCells]) -> list[str]:
-    """Every change of one model and training seed under every judge, on the seeds that judge could score."""
+def judges_table(found: dict[str, RowCells], changes: list[tuple[str, str]] | None = None) -> list[str]:
+    """Every change (or those given) of one model and training seed under every judge, on the seeds it could score."""
     names = [scorer(seed) for seed in PANEL_SEEDS]
     lines = ["| change | seeds | " + " | ".join(f"ΔFD {name}" for name in names)
              + " | scorers finding it better | Δ patch SWD ×100 | fine / middle / coarse level "
              "| edge energy vs real: row / baseline |",
              "|---|" + "---|" * (len(names) + 5)]
-    for row, base in judged_changes(found):
+    for row, base in judged_changes(found) if changes is None else changes:
+        if row not in found or base not in found:
+            continue
         entry, baseline = found[row], found[base]
         better, judged = scorers_better(entry, baseline)
         levels = " / ".join(mean_change(paired(entry, baseline, level)) for level in PATCH_LEVELS)
@@ -359,19 +363,14 @@ def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], judge: str, kinds
     axis.grid(alpha=0.3)
 
 
-def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None,
-          plot_groups: tuple[str, ...] = ("frontier",)) -> None:
-    """Rebuild docs/quality-results.md and docs/quality-frontier.png from the cached cells."""
-    judges = Judges.build(lab)
-    references = judges.references
+def model_tables(lab, models: dict[str, ModelSpec], rows: list[Row], judges: Judges,
+                 plot_groups: tuple[str, ...] = ()) -> tuple[list[str], dict[str, dict[str, RowCells]], dict]:
+    """Per model and training seed with cached cells: its scores table and class histograms (markdown lines),
+    its judged rows (by "model-seedN"), and the rows of `plot_groups` by model, row and training seed."""
     real_images, _ = sample_set(640, REAL_SEED)
     real_chroma = float(chroma(real_images).mean())
     real_histogram = class_histogram(classify(judges.panel[FIRST], real_images)[1], len(CLASSES))
-    rows = rows if rows is not None else rows_of(["frontier", "samplers", "ablations"])
-    lines = ["# Quality lab: every table", "",
-             "Generated by `python tools/quality.py report` from the cell cache (out/quality/cells); do not edit. "
-             "What the rows and scores are, and what they say, is in [quality.md](quality.md).", ""]
-    per_seed, per_model = {}, {}
+    lines, per_seed, per_model = [], {}, {}
     for name in models:
         for training_seed in TRAINING_SEEDS:
             key = f"{name}-seed{training_seed}"
@@ -383,8 +382,20 @@ def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row
                 if entry.row.group in plot_groups:
                     per_model.setdefault(name, {}).setdefault(row_name, {})[training_seed] = entry
             lines += [f"## Model '{name}', training seed {training_seed}", "",
-                      *scores_table(found, references, real_chroma), "", "Class histograms (scorer 1, pooled):", "",
-                      *histogram_table(found, real_histogram), ""]
+                      *scores_table(found, judges.references, real_chroma), "",
+                      "Class histograms (scorer 1, pooled):", "", *histogram_table(found, real_histogram), ""]
+    return lines, per_seed, per_model
+
+
+def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None,
+          plot_groups: tuple[str, ...] = ("frontier",)) -> None:
+    """Rebuild docs/quality-results.md and docs/quality-frontier.png from the cached cells."""
+    judges = Judges.build(lab)
+    rows = rows if rows is not None else rows_of(["frontier", "samplers", "ablations"])
+    tables, per_seed, per_model = model_tables(lab, models, rows, judges, plot_groups)
+    lines = ["# Quality lab: every table", "",
+             "Generated by `python tools/quality.py report` from the cell cache (out/quality/cells); do not edit. "
+             "What the rows and scores are, and what they say, is in [quality.md](quality.md).", "", *tables]
     lines += ["## Replication: the key changes per model and training seed", "",
               "Each cell: mean ΔFD over the sampling seeds under scorer 1 / scorer 2, and (on how many sampling seeds "
               "scorer 1's FD fell / seeds).", "", *replication_table(per_seed), ""]
@@ -407,3 +418,85 @@ def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row
         frontier_plot(per_model, models, docs / "quality-frontier.png")
     print(f"wrote {docs / 'quality-results.md'} and {docs / 'quality-frontier.png'} "
           f"({sum(len(f) for f in per_seed.values())} rows over {len(per_seed)} trained models)")
+
+
+FAMILY_PAGE = "quality-family.md"
+FAMILY_CHANGES = [  # beyond each row's baseline and equal-cost CFG: one method against another; what a second adds
+    ("CFG + PAG", "CFG + SAG"), ("CFG + SEG", "CFG + SAG"), ("CFG + SEG", "CFG + PAG"),
+    ("CFG + SAG + PAG", "CFG + SAG"), ("CFG + SAG + PAG", "CFG + PAG"), ("CFG + SAG + SEG", "CFG + SAG"),
+    ("CFG + SAG + SEG", "CFG + SEG"), ("CFG + PAG + SEG", "CFG + PAG"), ("CFG + PAG + SEG", "CFG + SEG"),
+    ("PAG alone", "SAG alone"), ("SEG alone", "SAG alone")]
+
+
+def passes(entry: RowCells) -> float:
+    """The row's U-Net passes per image (rows of U-Net input), over its cells."""
+    return statistics.fmean(cell["unet_passes_per_image"] for cell in entry.cells.values())
+
+
+def equal_cost_changes(found: dict[str, RowCells]) -> list[tuple[str, str]]:
+    """Each guided row (SAG, PAG or SEG on) against the plain CFG row of its sampler and CFG scale that costs
+    the same U-Net passes in more steps: what the same passes would buy without the method."""
+    def cost(row: Row, entry: RowCells) -> tuple:
+        return row.sampler, row.cfg_scale, round(passes(entry))
+    plain = {cost(e.row, e): name for name, e in found.items() if e.row.sag is None and not e.row.family}
+    return [(name, plain[cost(e.row, e)]) for name, e in found.items()
+            if (e.row.sag is not None or e.row.family) and cost(e.row, e) in plain]
+
+
+def family_changes(per_seed: dict[str, dict[str, RowCells]]) -> list[tuple[str, str]]:
+    """The family page's changes: each row against its baseline, against CFG at equal cost, then FAMILY_CHANGES."""
+    found_changes = [change for found in per_seed.values()
+                     for change in (*[(name, entry.row.baseline) for name, entry in found.items()],
+                                    *equal_cost_changes(found), *FAMILY_CHANGES)
+                     if change[0] in found and change[1] in found]
+    return list(dict.fromkeys(found_changes))
+
+
+def family_verdict(entry: RowCells, baseline: RowCells) -> str:
+    """"−0.78 (3/3); 3/5 ↓; +0.53 (0/3)": scorer 1's mean ΔFD (seeds it fell), scorers better, Δpatch (seeds)."""
+    first, patch = paired(entry, baseline), paired(entry, baseline, "patches")
+    better, judged = scorers_better(entry, baseline)
+    patch_text = "-" if not patch else f"{mean_change(patch)} ({sum(c < 0 for c in patch)}/{len(patch)})"
+    return f"{mean_change(first)} ({sum(c < 0 for c in first)}/{len(first)}); {better}/{judged} ↓; {patch_text}"
+
+
+def cost_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
+    """Each row's settings and U-Net passes per image (counted, the same on every trained model)."""
+    lines = ["| row | CFG | steps | SAG; PAG, SEG | U-Net passes per image |", "|---|---|---|---|---|"]
+    seen: dict[str, RowCells] = {}
+    for found in per_seed.values():
+        for name, entry in found.items():
+            seen.setdefault(name, entry)
+    for name, entry in seen.items():
+        row = entry.row
+        lines.append(f"| {name} | {row.cfg_scale:g} | {row.steps} | {row.describe()} | {passes(entry):.0f} |")
+    return lines
+
+
+def write_family(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None) -> None:
+    """Write docs/quality-family.md (PAG and SEG beside SAG and CFG at equal cost) from the family rows' cells alone."""
+    judges = Judges.build(lab)
+    rows = rows if rows is not None else rows_of(["family"])
+    tables, per_seed, _ = model_tables(lab, models, rows, judges)
+    changes = family_changes(per_seed)
+    lines = ["# Quality lab: PAG and SEG beside SAG", "",
+             "Generated by `python tools/quality.py report --sets family` from the family rows' cells "
+             "(out/quality/cells); do not edit. What the scores are is in [quality.md](quality.md); what these say "
+             "is its section \"PAG and SEG\"; the judges' sanity check (blurred real images) is in "
+             "[quality-results.md](quality-results.md).", "",
+             "## Cost", "", "Counted rows of U-Net input per image (CFG at 20 steps: cond and uncond = 40). Each "
+             "method adds one pass per guided step; the CFG rows at 30 and 40 steps spend the same passes on steps.",
+             "", *cost_table(per_seed), "",
+             "## Summary: every change per model and training seed", "",
+             "Each cell: scorer 1's mean ΔFD over the sampling seeds (on how many seeds it fell / seeds); on how many "
+             f"of the {len(PANEL_SEEDS)} scorers the mean FD fell (↓); the patch judge's mean change ×100 (on how "
+             "many seeds it fell / seeds). Below 0 is better. A change is against the row's baseline, against the "
+             "CFG row that costs the same passes, or one method against another.", "",
+             *key_change_table(per_seed, family_verdict, changes), "", *tables,
+             "## The judges: every change under every judge", ""]
+    for key, found in per_seed.items():
+        lines += [f"### {key}", "", *judges_table(found, changes), ""]
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / FAMILY_PAGE).write_text("\n".join(lines))
+    print(f"wrote {docs / FAMILY_PAGE} ({sum(len(f) for f in per_seed.values())} rows over {len(per_seed)} "
+          "trained models)")

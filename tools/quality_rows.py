@@ -1,8 +1,8 @@
 """The rows of the quality lab: what each samples, grouped into the sets tools/quality.py runs.
 
-A row is one job setting (sampler, steps, CFG scale, SAG's values, mask variant), sampled once per
-model, training seed and sampling seed. Its key hashes only what changes the samples, so a renamed
-row keeps its cached scores.
+A row is one job setting (sampler, steps, CFG scale, SAG's values, PAG's and SEG's, mask variant),
+sampled once per model, training seed and sampling seed. Its key hashes only what changes the
+samples, so a renamed row keeps its cached scores.
 """
 
 from __future__ import annotations
@@ -16,16 +16,29 @@ MASKS = ("saliency", "random", "inverse")  # SAG's mask; one of the same coverag
 BRANCHES = ("auto", "negative")  # auto: the extension's choice (prompt branch at CFG <= 1); negative: always uncond
 DEFAULT_CFG = 3.0
 DEFAULT_STEPS = 20
+INFINITE = 9999.0  # SEG's blur sigma that means infinite (uniform attention): the extension's and diffusers' default
+
+
+def pag(scale: float = 3.0) -> dict:
+    """PAG's named fields (sag_core/params.py) at `scale`; 3 is the paper's and diffusers' default with CFG."""
+    return {"pag_enabled": True, "pag_scale": float(scale)}
+
+
+def seg(scale: float = 3.0, sigma: float = INFINITE) -> dict:
+    """SEG's named fields at `scale` and query blur `sigma` (tokens); 3 and infinite are diffusers' defaults."""
+    return {"seg_enabled": True, "seg_scale": float(scale), "seg_blur_sigma": float(sigma)}
 
 
 @dataclass(frozen=True)
 class Row:
-    """One table row. `sag` holds SAG's values that differ from the defaults; None = SAG off."""
+    """One table row. `sag` holds SAG's values that differ from the defaults (None = SAG off); `family`
+    PAG's and SEG's named fields (None = both off)."""
 
     group: str
     name: str
     cfg_scale: float = DEFAULT_CFG
     sag: dict | None = None
+    family: dict | None = None
     steps: int = DEFAULT_STEPS
     sampler: str = "Euler a"
     conditional: bool = True
@@ -38,11 +51,10 @@ class Row:
         return None if self.sag is None else {**SAG_DEFAULTS, **self.sag}
 
     def script_values(self) -> tuple:
-        """The SAG script's inputs in UI order: enabled, scale, blur sigma, threshold, start, end."""
+        """The script's inputs as one dict of named fields (SagParams.from_args): SAG's, PAG's and SEG's."""
         values = self.sag_values()
-        if values is None:
-            return (False,)
-        return (True, values["scale"], values["blur_sigma"], values["threshold"], values["start"], values["end"])
+        named = {"enabled": False} if values is None else {"enabled": True, **values}
+        return ({**named, **(self.family or {})},)
 
     def describe_sag(self) -> str:
         values = self.sag_values()
@@ -54,10 +66,31 @@ class Row:
         extras += ["negative branch"] if self.branch != "auto" else []
         return text + (f" ({', '.join(extras)})" if extras else "")
 
+    def describe_family(self) -> str:
+        """PAG's and SEG's settings, as "PAG 3; SEG 3, sigma inf"; "" when both are off."""
+        family = self.family or {}
+        parts = [f"PAG {family['pag_scale']:g}"] if family.get("pag_enabled") else []
+        if family.get("seg_enabled"):
+            sigma = family["seg_blur_sigma"]
+            parts.append(f"SEG {family['seg_scale']:g}, sigma {'inf' if sigma >= INFINITE else f'{sigma:g}'}")
+        return "; ".join(parts)
+
+    def describe(self) -> str:
+        """The guidance methods' settings: SAG's (scale / sigma / threshold / window, or off), then PAG's and SEG's."""
+        family = self.describe_family()
+        if family and self.sag is None:
+            return family
+        return self.describe_sag() + (f"; {family}" if family else "")
+
     def key(self) -> str:
-        """A short hash of what changes this row's samples (not its name, group or baseline)."""
+        """A short hash of what changes this row's samples (not its name, group or baseline).
+
+        PAG's and SEG's fields enter only when set, so the rows made before them keep their keys (and cells).
+        """
         what = {"cfg": self.cfg_scale, "sag": self.sag_values(), "steps": self.steps, "sampler": self.sampler,
                 "conditional": self.conditional, "mask": self.mask, "branch": self.branch}
+        if self.family:
+            what["family"] = self.family
         return hashlib.sha1(json.dumps(what, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -145,8 +178,33 @@ def option_rows() -> list[Row]:
     return [row for row in rows if row.name in OPTION_ROWS]
 
 
+def family_rows() -> list[Row]:
+    """PAG and SEG beside SAG at their papers' settings, weaker, alone at CFG 1, combined, and CFG at equal cost.
+
+    Each method costs one extra pass per guided step (40 -> 60 U-Net passes per image at 20 steps), two
+    methods two: as 30 and 40 steps of CFG. The rows shared with the frontier keep its names and keys.
+    """
+    rows = [Row("family", NO_GUIDANCE, 1.0), Row("family", CFG, baseline=NO_GUIDANCE)]
+    rows += [Row("family", cfg_name(DEFAULT_CFG, steps), steps=steps, baseline=CFG) for steps in (30, 40)]
+    rows += [
+        Row("family", "CFG + SAG", sag={}, baseline=CFG),
+        Row("family", "CFG + PAG", family=pag(), baseline=CFG),
+        Row("family", "CFG + PAG 1", family=pag(1.0), baseline=CFG),
+        Row("family", "CFG + SEG", family=seg(), baseline=CFG),
+        Row("family", "CFG + SEG 1", family=seg(1.0), baseline=CFG),
+        Row("family", "CFG + SEG, sigma 2", family=seg(sigma=2.0), baseline=CFG),
+        Row("family", "CFG + SAG + PAG", sag={}, family=pag(), baseline=CFG),
+        Row("family", "CFG + SAG + SEG", sag={}, family=seg(), baseline=CFG),
+        Row("family", "CFG + PAG + SEG", family={**pag(), **seg()}, baseline=CFG),
+        Row("family", "SAG alone", 1.0, sag={}, baseline=NO_GUIDANCE),
+        Row("family", "PAG alone", 1.0, family=pag(), baseline=NO_GUIDANCE),
+        Row("family", "SEG alone", 1.0, family=seg(), baseline=NO_GUIDANCE),
+    ]
+    return rows
+
+
 ROW_SETS = {"frontier": frontier_rows, "key": key_rows, "options": option_rows, "samplers": sampler_rows,
-            "ablations": ablation_rows}
+            "ablations": ablation_rows, "family": family_rows}
 
 
 def quick_rows() -> list[Row]:

@@ -107,7 +107,10 @@ REFUSED = [
     (["yes"], "enabled (Self-Attention Guidance) must be true or false; got 'yes'"),
     ([True, 0.75, 2.0, 1.0, 0.9, 0.1], "start (0.9) must not be after end (0.1)"),
     ([{"enabled": True, "sacle": 0.5}], "unknown field 'sacle'"),
-    ([True, 0.75, 2.0, 1.0, 0.0, 1.0, False, 0.5], "more than 7 positional values"),
+    ([True, 0.75, 2.0, 1.0, 0.0, 1.0, False, 0.5], "pag_enabled (Perturbed-Attention Guidance) must be true or false; "
+                                                   "got 0.5"),
+    ([{"pag_enabled": True, "pag_scale": 12}], "pag_scale (PAG scale) must be a number from 0 to 10; got 12"),
+    ([{"seg_enabled": True, "layer": "mid"}], "layer (Guided attention layer) must be one of middle, output 0"),
 ]
 
 

@@ -114,6 +114,18 @@ def test_controlnet_reads_every_row_of_sags_extra_pass_as_a_negative_prompt_row(
     assert [call["rows"] for call in without] == [4] * steps
 
 
+def test_controlnet_reads_pags_and_segs_extra_rows_as_prompt_rows(webui, control_model, size, steps):
+    """PAG's and SEG's extra rows carry the prompt's conditioning (marker included): ControlNet gives them the
+    prompt rows' control, so the perturbed prediction differs from the prompt's by the perturbation alone."""
+    if CALLS not in webui.get("/sdapi/v1/scripts").body["txt2img"]:
+        pytest.skip("install tests/e2e/extensions/sag-e2e-unet-calls into the webui beside SAG")
+    payload = with_unit(job(size, steps, batch_size=2), control_model, size)
+    calls = recorded_calls(webui, payload, [{"enabled": True, "pag_enabled": True, "seg_enabled": True}])
+    extra = [call for call in calls if call["rows"] == 6]
+    assert len(extra) == steps and len(calls) == 2 * steps
+    assert all(call["marks"] == [0.0, 0.0, 1.0, 1.0, 1.0, 1.0] for call in extra)  # SAG's, then PAG's and SEG's
+
+
 def test_sag_with_controlnet_is_more_important(webui, control_model, size, steps):
     """This mode gives negative-prompt rows, and so SAG's extra pass, no control at all."""
     controlled = with_unit(job(size, steps), control_model, size, mode="ControlNet is more important")

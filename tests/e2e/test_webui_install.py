@@ -80,7 +80,7 @@ def test_install_from_url_then_restart_shows_sag_in_both_tabs_and_it_generates(f
                 box = page.locator(f"#{elem_id} input[type=number]")
                 box.fill(str(value))
                 box.blur()
-            header = accordion.locator(".label-wrap")
+            header = accordion.locator(".label-wrap").first
             header.click()
             expect(header).to_have_class(OPEN)
             page.locator("#txt2img_generate").click()

@@ -44,12 +44,16 @@ def assert_no_hook_now(webui: WebuiClient) -> None:
     assert counts["middle_attn1"] == 0 and counts["middle_transformer"] == 0, counts
 
 
+FAMILY = [{"enabled": True, "pag_enabled": True, "seg_enabled": True}]  # SAG, PAG and SEG in the outer job
+
+
+@pytest.mark.parametrize("outer", [ON, FAMILY], ids=["sag", "sag-pag-seg"])
 @pytest.mark.parametrize("rearm", [True, False], ids=["adetailer-flow", "plain-nested-job"])
-def test_a_nested_job_without_sag_is_untouched_by_the_outer_sag(nested_webui, size, steps, rearm):
+def test_a_nested_job_without_sag_is_untouched_by_the_outer_sag(nested_webui, size, steps, rearm, outer):
     payload = job(size, steps, n_iter=2)
-    outer_on = generate(nested_webui, with_nested(payload, False, rearm), ON)
+    outer_on = generate(nested_webui, with_nested(payload, False, rearm), outer)
     outer_off = generate(nested_webui, with_nested(payload, False, rearm), OFF)
-    plain_on = generate(nested_webui, payload, ON)
+    plain_on = generate(nested_webui, payload, outer)
     assert_no_hook_now(nested_webui)
 
     on_reports, off_reports = reports(outer_on), reports(outer_off)

@@ -35,7 +35,7 @@ def page(webui) -> Iterator[Any]:
         context.set_default_timeout(60_000)
         tab = context.new_page()
         tab.goto(webui.url, wait_until="domcontentloaded")
-        tab.locator(f"#{ACCORDION} .label-wrap").wait_for(state="visible")
+        tab.locator(f"#{ACCORDION} .label-wrap").first.wait_for(state="visible")  # PAG, SEG nest inside
         tab.wait_for_function("() => typeof titles !== 'undefined' && 'SAG scale' in titles")  # our JS ran
         try:
             yield tab
@@ -53,7 +53,7 @@ def test_the_accordion_is_closed_and_hinted_and_generates_a_preview(page, size, 
     from playwright.sync_api import expect
 
     accordion = page.locator(f"#{ACCORDION}")
-    header = accordion.locator(".label-wrap")
+    header = accordion.locator(".label-wrap").first
     expect(accordion).to_be_visible()
     expect(header).not_to_have_class(OPEN)  # (1.7+ also mirror this in a header checkbox; 1.6 has none)
     expect(page.locator("#script_img2img_selfattention_guidance_enabled")).to_be_attached()
@@ -86,6 +86,28 @@ def test_the_accordion_is_closed_and_hinted_and_generates_a_preview(page, size, 
         assert DOCS_JPG.stat().st_size < DOCS_IMAGE_LIMIT
 
 
+def test_opening_pags_accordion_switches_pag_on_beside_sag(page, size, steps):
+    """PAG's accordion nests in SAG's, folded; opening it ticks PAG (webui 1.6+ InputAccordion) and the
+    generation's parameters name it."""
+    from playwright.sync_api import expect
+
+    header = page.locator(f"#{ACCORDION} .label-wrap").first
+    if not OPEN.search(header.get_attribute("class") or ""):
+        header.click()
+    pag = page.locator("#script_txt2img_selfattention_guidance_pag_enabled .label-wrap").first
+    expect(pag).to_be_visible()
+    expect(pag).not_to_have_class(OPEN)
+    assert page.evaluate("() => titles['PAG scale']") == FIELDS_BY_ATTR["pag_scale"].hint
+    pag.click()
+    expect(pag).to_have_class(OPEN)
+    expect(page.locator("#script_txt2img_selfattention_guidance_pag_scale")).to_be_visible()
+    page.locator("#txt2img_generate").click()
+    expect(page.locator("#html_info_txt2img").last).to_contain_text(
+        "PAG scale: 3.0", timeout=int(os.environ.get("SAG_E2E_TIMEOUT", "1800")) * 1000)
+    pag.click()  # fold it again: PAG off for the tests after this one
+    expect(pag).not_to_have_class(OPEN)
+
+
 def test_a_scale_saved_in_ui_config_is_the_sliders_default_after_a_restart(page, size, steps):
     """Opt-in: start the webui with ui-config.json holding
     `"customscript/self_attention_guidance.py/txt2img/SAG scale/value": V` (what Settings → Defaults → Apply
@@ -97,7 +119,7 @@ def test_a_scale_saved_in_ui_config_is_the_sliders_default_after_a_restart(page,
     if not saved:
         pytest.skip("set SAG_E2E_SAVED_SCALE to the SAG scale saved in the webui's ui-config.json")
     page.reload(wait_until="domcontentloaded")
-    header = page.locator(f"#{ACCORDION} .label-wrap")
+    header = page.locator(f"#{ACCORDION} .label-wrap").first
     header.wait_for(state="visible")
     expect(page.locator("#script_txt2img_selfattention_guidance_scale input[type=number]")).to_have_value(saved)
     page.locator("#txt2img_prompt textarea").fill("a lighthouse at dusk")

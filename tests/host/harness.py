@@ -152,12 +152,10 @@ def run_api_job(runner: scripts.ScriptRunner, script_name: str | None = None, sc
 
 
 def assert_unhooked() -> None:
-    """No SAG hook left on the current model's middle block."""
-    from sag_core.attention_hook import find_middle_self_attention
-
+    """No hook of SAG, PAG or SEG left anywhere on the current model's U-Net."""
     unet = shared.sd_model.model.diffusion_model
-    transformer, attention = find_middle_self_attention(unet)
-    assert not unet._forward_pre_hooks and not transformer._forward_pre_hooks and not attention._forward_pre_hooks
+    hooked = [name for name, module in unet.named_modules() if module._forward_pre_hooks or module._forward_hooks]
+    assert not hooked, f"hooks left on {hooked}"
 
 
 def reset_host_state() -> None:

@@ -1,0 +1,56 @@
+"""The extra model pass of a guided step: every method's rows in one batched call, each perturbed alone.
+
+SAG's rows carry the degraded input and need no perturbation; PAG's and SEG's carry the prompt rows
+and perturb the chosen layer's self-attention for their own rows only. When the methods'
+conditionings cannot be joined (prompt and negative prompt of different lengths with the host's
+padding off), each method gets its own call.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .conditioning import Conditioning, concat_rows
+from .layers import AttentionLayer
+from .perturbation import Perturbation, PerturbedLayer
+
+Predict = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ExtraRows:
+    """One method's rows of the extra pass: inputs, noise levels, conditioning and perturbation (None for SAG)."""
+
+    x: torch.Tensor
+    sigma: torch.Tensor
+    cond: Conditioning
+    perturbation: Perturbation | None = None
+
+
+def _call(parts: Sequence[ExtraRows], cond: Conditioning, predict: Predict,
+          layer: AttentionLayer | None) -> list[torch.Tensor]:
+    """One model call on the parts' rows stacked in order, each part's perturbation on its rows; split back."""
+    sizes = [part.x.shape[0] for part in parts]
+    total, first = sum(sizes), 0
+    with ExitStack() as hooks:
+        for part, size in zip(parts, sizes):
+            if part.perturbation is not None:
+                if layer is None:
+                    raise ValueError("a perturbed pass needs the layer to perturb")
+                hooks.enter_context(PerturbedLayer(layer, range(first, first + size), part.perturbation, total))
+            first += size
+        out = predict(torch.cat([part.x for part in parts]), torch.cat([part.sigma for part in parts]), cond)
+    return list(out.split(sizes))
+
+
+def predict_together(parts: Sequence[ExtraRows], predict: Predict,
+                     layer: AttentionLayer | None = None) -> list[torch.Tensor]:
+    """Each part's prediction: one call for all where their conditionings join, else one call per part."""
+    cond = concat_rows([part.cond for part in parts])
+    if cond is not None or all(part.cond is None for part in parts):
+        return _call(parts, cond, predict, layer)
+    return [_call([part], part.cond, predict, layer)[0] for part in parts]
