@@ -236,8 +236,9 @@ def test_family_rows_reach_the_script_as_pag_and_seg_settings(ext):
         assert {name: getattr(params, name) for name in family} == family, row.name
         if row.sag is not None:
             assert (params.scale, params.blur_sigma, params.start, params.end) == (0.75, 2.0, 0.0, 1.0)
-    assert {row.describe() for row in family_rows() if row.name in ("CFG + PAG + SEG", "CFG + SEG, sigma 2")} == {
-        "PAG 3; SEG 3, sigma inf", "SEG 3, sigma 2"}
+    names = ("CFG + PAG + SEG", "CFG + SEG, sigma 2", "CFG + PAG on output 0")
+    assert {row.describe() for row in family_rows() if row.name in names} == {
+        "PAG 3; SEG 3, sigma inf", "SEG 3, sigma 2", "PAG 3 (output 0)"}
 
 
 def test_quick_family_rows_sample_each_method_at_one_extra_pass_per_step(quick_family):

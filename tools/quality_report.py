@@ -425,7 +425,8 @@ FAMILY_CHANGES = [  # beyond each row's baseline and equal-cost CFG: one method 
     ("CFG + PAG", "CFG + SAG"), ("CFG + SEG", "CFG + SAG"), ("CFG + SEG", "CFG + PAG"),
     ("CFG + SAG + PAG", "CFG + SAG"), ("CFG + SAG + PAG", "CFG + PAG"), ("CFG + SAG + SEG", "CFG + SAG"),
     ("CFG + SAG + SEG", "CFG + SEG"), ("CFG + PAG + SEG", "CFG + PAG"), ("CFG + PAG + SEG", "CFG + SEG"),
-    ("PAG alone", "SAG alone"), ("SEG alone", "SAG alone")]
+    ("PAG alone", "SAG alone"), ("SEG alone", "SAG alone"),
+    ("CFG + PAG on output 0", "CFG + PAG"), ("CFG + SEG on output 0", "CFG + SEG")]
 
 
 def passes(entry: RowCells) -> float:

@@ -24,6 +24,9 @@ def pag(scale: float = 3.0) -> dict:
     return {"pag_enabled": True, "pag_scale": float(scale)}
 
 
+UP_BLOCK = "output 0"  # the lab U-Net's first up-block attention (same 8x8 grid as its middle block)
+
+
 def seg(scale: float = 3.0, sigma: float = INFINITE) -> dict:
     """SEG's named fields at `scale` and query blur `sigma` (tokens); 3 and infinite are diffusers' defaults."""
     return {"seg_enabled": True, "seg_scale": float(scale), "seg_blur_sigma": float(sigma)}
@@ -73,7 +76,8 @@ class Row:
         if family.get("seg_enabled"):
             sigma = family["seg_blur_sigma"]
             parts.append(f"SEG {family['seg_scale']:g}, sigma {'inf' if sigma >= INFINITE else f'{sigma:g}'}")
-        return "; ".join(parts)
+        layer = [family["layer"]] if "layer" in family else []
+        return "; ".join(parts) + (f" ({layer[0]})" if layer else "")
 
     def describe(self) -> str:
         """The guidance methods' settings: SAG's (scale / sigma / threshold / window, or off), then PAG's and SEG's."""
@@ -179,7 +183,8 @@ def option_rows() -> list[Row]:
 
 
 def family_rows() -> list[Row]:
-    """PAG and SEG beside SAG at their papers' settings, weaker, alone at CFG 1, combined, and CFG at equal cost.
+    """PAG and SEG beside SAG at their papers' settings (middle block), weaker, on an up-block, alone at CFG 1,
+    combined, and CFG at equal cost.
 
     Each method costs one extra pass per guided step (40 -> 60 U-Net passes per image at 20 steps), two
     methods two: as 30 and 40 steps of CFG. The rows shared with the frontier keep its names and keys.
@@ -193,6 +198,8 @@ def family_rows() -> list[Row]:
         Row("family", "CFG + SEG", family=seg(), baseline=CFG),
         Row("family", "CFG + SEG 1", family=seg(1.0), baseline=CFG),
         Row("family", "CFG + SEG, sigma 2", family=seg(sigma=2.0), baseline=CFG),
+        Row("family", "CFG + PAG on output 0", family={**pag(), "layer": UP_BLOCK}, baseline=CFG),
+        Row("family", "CFG + SEG on output 0", family={**seg(), "layer": UP_BLOCK}, baseline=CFG),
         Row("family", "CFG + SAG + PAG", sag={}, family=pag(), baseline=CFG),
         Row("family", "CFG + SAG + SEG", sag={}, family=seg(), baseline=CFG),
         Row("family", "CFG + PAG + SEG", family={**pag(), **seg()}, baseline=CFG),

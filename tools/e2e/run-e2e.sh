@@ -6,7 +6,8 @@
 #               baseline on PORT+1; the whole suite, 6 steps
 #   controlnet  the SD1.5-width checkpoint, SAG + ControlNet + the U-Net-call recorder on PORT+2;
 #               test_webui_controlnet.py, 4 steps
-# Environment: SAG_E2E_ROOT (default out/webui-e2e), SAG_E2E_PORT (default 7861). Summary: ROOT/results[-cn]-TAG.txt.
+# Environment: SAG_E2E_ROOT (default out/webui-e2e), SAG_E2E_PORT (default 7861), SAG_E2E_TIMEOUT (pytest's limit in
+# seconds, default 3600: a loaded 2-core machine needs ~45 min for either suite). Summary: ROOT/results[-cn]-TAG.txt.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -15,6 +16,7 @@ root=$SAG_E2E_ROOT
 [ $# -ge 1 ] || { echo "usage: $0 TAG [main|controlnet] [PYTEST_ARGS ...]" >&2; exit 2; }
 tag=$1 suite=${2:-main}; shift $(( $# >= 2 ? 2 : 1 ))
 port=${SAG_E2E_PORT:-7861}
+limit=${SAG_E2E_TIMEOUT:-3600}
 [ -x "$repo/.venv/bin/python" ] || { echo "no $repo/.venv: run tools/setup-env.sh first" >&2; exit 1; }
 ports=()
 trap '[ ${#ports[@]} -eq 0 ] || "$here/stop-webui.sh" "${ports[@]}"' EXIT
@@ -39,7 +41,7 @@ case $suite in
 esac
 cd "$repo"
 rc=0
-env "${env[@]}" SAG_E2E_SIZE=128 timeout 1500 .venv/bin/python -m pytest -v -p no:randomly "${tests[@]}" "$@" \
+env "${env[@]}" SAG_E2E_SIZE=128 timeout "$limit" .venv/bin/python -m pytest -v -p no:randomly "${tests[@]}" "$@" \
   > "$results" 2>&1 || rc=$?
 echo "rc=$rc" >> "$results"
 tail -3 "$results"
