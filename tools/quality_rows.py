@@ -76,8 +76,7 @@ class Row:
         if family.get("seg_enabled"):
             sigma = family["seg_blur_sigma"]
             parts.append(f"SEG {family['seg_scale']:g}, sigma {'inf' if sigma >= INFINITE else f'{sigma:g}'}")
-        layer = [family["layer"]] if "layer" in family else []
-        return "; ".join(parts) + (f" ({layer[0]})" if layer else "")
+        return "; ".join(parts) + (f" ({family['layer']})" if "layer" in family else "")
 
     def describe(self) -> str:
         """The guidance methods' settings: SAG's (scale / sigma / threshold / window, or off), then PAG's and SEG's."""
