@@ -23,11 +23,15 @@ LEGACY_COUNT = 7
 
 
 class SagParamError(ValueError):
-    """A SAG setting was refused; the message names the field, the value and what is allowed."""
+    """A SAG setting was refused; the message names the field, the value and what is allowed.
 
-    def __init__(self, field: str, message: str) -> None:
+    `value` is the refused value where one field's check refused it (None otherwise).
+    """
+
+    def __init__(self, field: str, message: str, value: Any = None) -> None:
         super().__init__(f"Self-Attention Guidance: {message}")
         self.field = field
+        self.value = value
 
 
 def shown(value: Any) -> str:
@@ -93,7 +97,7 @@ class Field:
 
     def _refusal(self, value: Any) -> SagParamError:
         return SagParamError(self.attr, f"{self.attr} ({self.label}) must be {self.describe_range()}; "
-                                        f"got {shown(value)}")
+                                        f"got {shown(value)}", value)
 
     def parse_text(self, text: str) -> Any:
         """Read this field from infotext, where every value is a string."""

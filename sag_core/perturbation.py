@@ -24,7 +24,7 @@ from .hooks import HookSet
 from .layers import AttentionLayer
 
 SEG_INFINITE_SIGMA = 9999.0
-"""A SEG sigma above this is an infinite blur (the threshold of SEG's reference code)."""
+"""A SEG sigma at or above this is an infinite blur: the field's default and maximum, so the default is infinite."""
 
 
 class PerturbationError(RuntimeError):
@@ -55,13 +55,13 @@ def seg_kernel_size(sigma: float, side: int) -> int:
 def smooth_queries(q: torch.Tensor, grid: tuple[int, int], sigma: float) -> torch.Tensor:
     """SEG's perturbed queries: each channel of q (rows, h*w, C) blurred over the (h, w) token grid.
 
-    Reflect-padded Gaussian of `sigma` tokens; above SEG_INFINITE_SIGMA every token gets the mean query.
+    Reflect-padded Gaussian of `sigma` tokens; from SEG_INFINITE_SIGMA on every token gets the mean query.
     """
     height, width = grid
     rows, tokens, channels = q.shape
     if tokens != height * width:
         raise ValueError(f"{tokens} query tokens do not fill a {height} x {width} token grid")
-    if sigma > SEG_INFINITE_SIGMA:
+    if sigma >= SEG_INFINITE_SIGMA:
         return q.mean(dim=1, keepdim=True).expand_as(q).contiguous()
     image = q.transpose(1, 2).reshape(rows, channels, height, width)
     sizes = (seg_kernel_size(sigma, height), seg_kernel_size(sigma, width))

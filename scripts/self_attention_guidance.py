@@ -22,9 +22,9 @@ from sag_core.infotext import (BRANCH_KEY, FAILED_KEY, FORGE_KEYS, INFOTEXT_KEYS
                                SKIPPED_KEY, read_pasted, write_count, write_settings)
 from sag_core.jobs import SamplingJobs, preview_blocker, selectable_script_title, unguard_sampling  # noqa: F401
 from sag_core.jobs import guard_sampling as guard_job
-from sag_core.layers import find_layer
+from sag_core.layers import attention_layers, find_layer
 from sag_core.params import (FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, PAG, SAG, SEG, SWITCH, VALUE_FIELDS,
-                             SagParamError, SagParams, without_spare_slot)  # noqa: F401
+                             SagParamError, SagParams, shown, without_spare_slot)  # noqa: F401
 from sag_core.preview import mask_overlay, pasted_crop_box
 from sag_core.run import SagRun
 from sag_core.spaces import EpsSpace, X0Space
@@ -290,6 +290,47 @@ def end_generation(p: Any) -> None:
     unguard_sampling(p)
 
 
+def client_error_type() -> type[SagParamError]:
+    """SagParamError as the webui's API answers a bad request: HTTP 422 with the message, no traceback logged.
+
+    modules/api/api.py `handle_exception` (1.6.0 to 1.10.1) answers with the exception's `status_code` and
+    `detail` and logs a traceback unless it is a fastapi HTTPException. The UI shows `type: message` as before.
+    """
+    try:
+        from fastapi import HTTPException
+    except ImportError:
+        return SagParamError
+
+    class Refused(SagParamError, HTTPException):
+        def __init__(self, field: str, message: str, value: Any = None) -> None:
+            super().__init__(field, message, value)
+            self.status_code, self.detail, self.headers = 422, str(self), None
+
+        def __str__(self) -> str:
+            return str(self.args[0])
+
+    Refused.__name__ = Refused.__qualname__ = SagParamError.__name__
+    return Refused
+
+
+REFUSED = client_error_type()
+
+
+def job_refusal(error: Exception) -> SagParamError:
+    """What a job with a refused setting raises (a bad layer name told with the loaded model's layers); one
+    console line says it."""
+    field = getattr(error, "field", "layer")
+    message = str(error).removeprefix("Self-Attention Guidance: ")
+    if isinstance(error, LookupError):
+        message = f"layer ({FIELDS_BY_ATTR['layer'].label}): {error}"
+    elif field == "layer" and getattr(error, "value", None) is not None:
+        layers = ", ".join(attention_layers(current_unet())) or "none"
+        message = (f"layer ({FIELDS_BY_ATTR['layer'].label}) must be one of the loaded model's self-attention "
+                   f"layers: {layers}; got {shown(error.value)}")
+    print(f"[{TITLE}] job refused: {message}", file=sys.stderr)
+    return REFUSED(field, message, getattr(error, "value", None))
+
+
 class SelfAttentionGuidanceScript(scripts.Script):
     def title(self) -> str:
         return TITLE
@@ -337,8 +378,7 @@ class SelfAttentionGuidanceScript(scripts.Script):
                 find_layer(current_unet(), params.layer)
         except (SagParamError, LookupError) as error:
             write_settings(p.extra_generation_params, None)
-            guard_sampling(p, error=error if isinstance(error, SagParamError) else SagParamError(
-                "layer", f"layer ({FIELDS_BY_ATTR['layer'].label}): {error}"))
+            guard_sampling(p, error=job_refusal(error))
             return
         write_settings(p.extra_generation_params, params if params.switched_on else None)
         if not params.switched_on:

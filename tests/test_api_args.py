@@ -9,6 +9,7 @@ import math
 
 import pytest
 import torch
+from fastapi import HTTPException
 
 import harness
 from sag_core.params import SagParamError
@@ -44,7 +45,9 @@ BAD_INPUTS = [
     ([{"seg_enabled": True, "seg_scale": -1}], "seg_scale", "from 0 to 10"),
     ([{"seg_enabled": True, "seg_blur_sigma": -0.5}], "seg_blur_sigma", "from 0 to 9999"),
     ([{"seg_enabled": "on"}], "seg_enabled", "true or false; got 'on'"),
-    ([{"enabled": True, "layer": "up 1"}], "layer", "one of middle, output 0"),
+    ([{"enabled": True, "layer": "up 1"}], "layer",
+     "one of the loaded model's self-attention layers: input 5, input 7, middle, output 0, output 1, output 2, "
+     "output 3; got 'up 1'"),
     ([{"pag_enabled": True, "layer": 3}], "layer", "got 3"),
     ([{"enabled": True, "layer": "output 11"}], "layer", "its layers are input 5, input 7, middle, output 0"),
     ([{"enabled": True, "smooth_mask": "yes"}], "smooth_mask", "true or false; got 'yes'"),
@@ -84,6 +87,19 @@ def test_bad_api_args_fail_the_job_with_the_field_and_the_allowed_values(ext, ar
     assert refused.value.field == field
     assert field in str(refused.value) and words in str(refused.value)
     assert not ext.txt2img.errors
+
+
+def test_a_refused_setting_is_a_client_error_to_the_api_with_one_console_line(ext, capsys):
+    """modules/api/api.py handle_exception (webui 1.6.0 to 1.10.1, e.g. 82a973c0 for 1.10.1) answers with the
+    exception's `status_code` and `detail` and logs a traceback only for what is not a fastapi HTTPException."""
+    with pytest.raises(SagParamError) as refused:
+        harness.run_job(ext.txt2img, api_args=[True, 9], steps=2)
+    message = "Self-Attention Guidance: scale (SAG scale) must be a number from -2 to 5; got 9"
+    assert isinstance(refused.value, HTTPException)
+    assert (refused.value.status_code, refused.value.detail, str(refused.value)) == (422, message, message)
+    assert type(refused.value).__name__ == "SagParamError"  # the UI shows "SagParamError: <message>" as before
+    assert capsys.readouterr().err.splitlines() == [
+        "[Self-Attention Guidance] job refused: scale (SAG scale) must be a number from -2 to 5; got 9"]
 
 
 @pytest.mark.parametrize("positional,named", GOOD_INPUTS)

@@ -13,7 +13,7 @@ import harness
 from modules import script_callbacks, shared
 from sag_core.attention_hook import find_middle_self_attention
 from sag_core.layers import attention_layers, find_layer
-from sag_core.params import SagParamError
+from sag_core.params import FIELDS_BY_ATTR, SagParamError, SagParams
 from sag_core.perturbation import IdentityAttention, PerturbedLayer, SmoothedQueries
 
 pytestmark = pytest.mark.usefixtures("sd1_host")
@@ -74,6 +74,58 @@ def test_a_method_adds_its_scale_times_cond_minus_perturbed_cond_to_cfg(ext, nam
     expected = scale * (step.prediction() - step.prediction(perturbation, named.get("layer", "middle")))
     assert expected.abs().max() > 1e-3
     torch.testing.assert_close(on.samples - off.samples, expected, atol=2e-5, rtol=1e-4)
+
+
+class MiddleAttention:
+    """Every one-row forward of the middle block's self-attention (the extra pass of a batch-1 job): its input,
+    the queries `to_q` computed before any hook of ours changed them, and its output."""
+
+    def __enter__(self):
+        self.attention = find_layer(shared.sd_model.model.diffusion_model, "middle").attentions[0]
+        self.calls = []
+        self.handles = [
+            self.attention.register_forward_pre_hook(lambda module, args: self.calls.append({"x": args[0]})),
+            self.attention.to_q.register_forward_hook(lambda module, args, out: self.calls[-1].setdefault("q", out)),
+            self.attention.register_forward_hook(lambda module, args, out: self.calls[-1].update(out=out))]
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+    def one_row(self) -> list[dict]:
+        return [call for call in self.calls if call["x"].shape[0] == 1]
+
+    def with_mean_queries(self, call: dict) -> torch.Tensor:
+        """The attention's output had every query been the mean of the queries it computed (an infinite blur)."""
+        attention, x = self.attention, call["x"]
+        heads = attention.heads
+
+        def split(t):
+            return t.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+        q = call["q"].mean(dim=1, keepdim=True).expand_as(call["q"])
+        out = torch.nn.functional.scaled_dot_product_attention(split(q), split(attention.to_k(x)), split(attention.to_v(x)))
+        return attention.to_out(out.transpose(1, 2).flatten(2))
+
+
+def test_seg_at_its_default_blur_gives_every_perturbed_query_the_mean_query(ext):
+    """The field table's default SEG sigma (from the API with only seg_enabled) is the infinite blur the README and
+    the hint promise: the extra pass's middle attention runs on the mean query, every token alike."""
+    assert SagParams().seg_blur_sigma == FIELDS_BY_ATTR["seg_blur_sigma"].default == 9999.0
+    with torch.no_grad(), MiddleAttention() as middle:
+        job(ext, {"seg_enabled": True})
+    (call,) = middle.one_row()
+    assert call["out"].shape[1] == 16  # a 4 x 4 grid, where a finite Gaussian of 9999 tokens is no mean
+    torch.testing.assert_close(call["out"], middle.with_mean_queries(call), atol=1e-6, rtol=1e-5)
+    assert (call["out"] - call["out"][:, :1]).abs().max() < 1e-6
+
+
+def test_seg_below_its_default_blur_is_a_finite_gaussian_not_the_mean(ext):
+    with torch.no_grad(), MiddleAttention() as middle:
+        job(ext, {"seg_enabled": True, "seg_blur_sigma": 1.0})
+    (call,) = middle.one_row()
+    assert (call["out"] - middle.with_mean_queries(call)).abs().max() > 1e-4
 
 
 def test_sag_pag_and_seg_together_add_each_ones_own_term(ext):

@@ -110,20 +110,24 @@ REFUSED = [
     ([True, 0.75, 2.0, 1.0, 0.0, 1.0, False, 0.5], "pag_enabled (Perturbed-Attention Guidance) must be true or false; "
                                                    "got 0.5"),
     ([{"pag_enabled": True, "pag_scale": 12}], "pag_scale (PAG scale) must be a number from 0 to 10; got 12"),
-    ([{"seg_enabled": True, "layer": "mid"}], "layer (Guided attention layer) must be one of middle, output 0"),
+    ([{"seg_enabled": True, "layer": "mid"}], "layer (Guided attention layer) must be one of the loaded model's "
+                                              "self-attention layers: input "),
 ]
 
 
 @pytest.mark.parametrize("args,message", REFUSED)
 def test_refused_settings_fail_the_job_with_the_documented_error(webui, size, args, message):
+    """A bad request is the client's error: HTTP 422 (as the webui answers a bad payload), the message in `detail`
+    and `errors`; the webui logs SAG's one line for it and no traceback (api.py handle_exception)."""
     answer = webui.txt2img(with_sag(job(size, 2), args))
-    assert answer.status == 500
+    assert answer.status == 422
+    assert answer.body["detail"] == answer.body["errors"]
     assert "Self-Attention Guidance: " in answer.body["errors"] and message in answer.body["errors"]
 
 
 def test_a_refused_job_leaves_nothing_behind(webui, size, steps):
     before = generate(webui, job(size, steps, seed=77), OFF)
-    assert webui.txt2img(with_sag(job(size, steps, seed=78), [True, 99.0])).status == 500
+    assert webui.txt2img(with_sag(job(size, steps, seed=78), [True, 99.0])).status == 422
     after = webui.post("/sdapi/v1/txt2img", with_sag(job(size, steps, seed=77), OFF), cached=False)
     assert after.status == 200 and np.array_equal(before.images[0], after.images[0])
 

@@ -67,7 +67,7 @@ def test_png_info_reads_the_methods_back(webui, size, steps):
 
 def test_a_layer_the_model_lacks_is_refused_with_its_layers_and_the_next_job_runs(webui, size, steps):
     answer = webui.txt2img(with_sag(job(size, 2), [{"pag_enabled": True, "layer": "output 11"}]))
-    assert answer.status == 500
+    assert answer.status == 422
     errors = answer.body["errors"]
     assert "layer (Guided attention layer): the loaded model has no self-attention layer 'output 11'" in errors
     assert "; its layers are input " in errors and ", middle, output " in errors  # the tiny checkpoint's own
