@@ -156,20 +156,31 @@ class SagRun:
 
     def _terms(self, inputs: _GuidedInputs, prompt: _GuidedInputs, recorded: Recorded, x_out: torch.Tensor,
                space: OutputSpace, predict: Predict) -> _Terms:
-        """Every method's term of this step, from one extra model call (see predict_together)."""
-        params, parts, degraded = self.params, [], None
+        """Every method's term of this step, from one extra model call (see predict_together).
+
+        Where SAG's degradation leaves its input bit for bit as it was (blur sigma 0, nothing above the
+        threshold), the model's prediction for it is the host's own uncond prediction of this step, so it is
+        taken from there rather than asked again: a call of other rows would round differently on CPU
+        kernels that block by batch size (the webui batches prompt and negative rows together with its
+        prompt padding on), and SAG at no blur would not be CFG bit for bit.
+        """
+        params, parts, degraded, sag_prediction = self.params, [], None, None
         if params.acts(SAG):
             degraded = degraded_input(inputs.x, inputs.sigma, x_out[inputs.rows], recorded.saliency, recorded.size,
                                       blur_sigma=params.blur_sigma, threshold=params.threshold, space=space)
-            parts.append(ExtraRows(degraded.x, inputs.sigma, _either(recorded.cond, inputs.cond)))
+            if torch.equal(degraded.x, inputs.x):
+                sag_prediction = x_out[inputs.rows]
+            else:
+                parts.append(ExtraRows(degraded.x, inputs.sigma, _either(recorded.cond, inputs.cond)))
         perturbations = self._perturbations()
         prompt_cond = _either(recorded.other_cond, prompt.cond)
         parts += [ExtraRows(prompt.x, prompt.sigma, prompt_cond, perturbation) for _, perturbation in perturbations]
         layer = find_layer(self.hook.unet, params.layer) if perturbations and self.hook is not None else None
-        predictions = iter(predict_together(parts, predict, layer))
+        predictions = iter(predict_together(parts, predict, layer) if parts else ())
         term = 0
         if degraded is not None:
-            term = sag_guidance(degraded.target, next(predictions), params.scale)
+            prediction = next(predictions) if sag_prediction is None else sag_prediction
+            term = sag_guidance(degraded.target, prediction, params.scale)
         pred_cond = x_out[prompt.rows]
         for method, _ in perturbations:
             term = term + perturbation_term(pred_cond, next(predictions), getattr(params, SCALE[method]))

@@ -145,6 +145,27 @@ def test_class_histogram_counts_the_arg_max_class():
     assert class_histogram(probs, 3).tolist() == [1, 2, 0]
 
 
+def test_demo_out_takes_a_picture_file_or_a_folder_and_refuses_other_names_before_sampling(tmp_path, capsys):
+    import demo
+    assert demo.picture_path(tmp_path / "x.png") == tmp_path / "x.png"
+    assert demo.picture_path(tmp_path / "pictures") == tmp_path / "pictures" / "sag_demo.png"
+    (tmp_path / "run.1").mkdir()
+    assert demo.picture_path(tmp_path / "run.1") == tmp_path / "run.1" / "sag_demo.png"
+    with pytest.raises(SystemExit) as stopped:
+        demo.main(["--out", str(tmp_path / "demo.txt")])  # argparse's error: exit 2, before any model is loaded
+    assert stopped.value.code == 2
+    assert "--out " + str(tmp_path / "demo.txt") + ": give a .png, .jpg, .jpeg file or a folder" in capsys.readouterr().err
+
+
+def test_demo_help_describes_every_option(capsys):
+    import demo
+    with pytest.raises(SystemExit):
+        demo.main(["--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    for words in ("--seed SEED sampling seed", "--out OUT where the picture goes", "--threads THREADS torch threads"):
+        assert words in shown
+
+
 def test_demo_model_is_shipped_small_and_loads_into_the_lab_networks():
     import demo
     assert demo.MODEL_FILE.stat().st_size <= 5 * 2**20

@@ -115,18 +115,41 @@ def picture(rows: list[tuple[str, np.ndarray]], scale: int = 4) -> Image.Image:
     return canvas
 
 
+DEFAULT_OUT = ROOT / "out" / "demo" / "sag_demo.png"
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def picture_path(out: Path) -> Path:
+    """The file the picture is written to: `out` itself if it names a picture file, else sag_demo.png inside it.
+
+    Checked before sampling, so that a bad --out fails at once rather than after the whole run.
+    """
+    if out.suffix.lower() in PICTURE_SUFFIXES:
+        return out
+    if out.suffix and not out.is_dir():
+        raise ValueError(f"--out {out}: give a {', '.join(PICTURE_SUFFIXES)} file or a folder")
+    return out / DEFAULT_OUT.name
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--out", type=Path, default=ROOT / "out" / "demo" / "sag_demo.png")
+    parser.add_argument("--seed", type=int, default=1,
+                        help="sampling seed: the same seed gives both runs the same noise (default 1)")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
+                        help="where the picture goes: a .png or .jpg file, or a folder to write sag_demo.png in "
+                             f"(default {DEFAULT_OUT.relative_to(ROOT)})")
     parser.add_argument("--export", type=Path, metavar="WEIGHTS_DIR",
                         help="rebuild tools/demo-model/ from the lab's weight cache (e.g. out/quality/weights)")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.export:
         export(args.export)
         return
+    try:
+        args.out = picture_path(args.out)
+    except ValueError as error:
+        parser.error(str(error))
     started = time.perf_counter()
     model, scorer, metadata = load()
     if metadata.get("code") != code_fingerprint():
