@@ -8,20 +8,34 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
 import benchmark  # noqa: E402
 
 
+QUIET = 1.05
+
+
+def word(ratios, spread=QUIET, target=1.52):
+    return " ".join(benchmark.verdict(benchmark.Measured(ratios, spread), target, "SAG/CFG").split()[:3])
+
+
 def test_a_target_above_every_round_passes_and_below_every_round_misses():
-    assert benchmark.verdict([1.40, 1.45, 1.48], 1.52, "SAG/CFG").split()[0] == "PASS"
-    assert benchmark.verdict([1.60, 1.58, 1.70], 1.52, "SAG/CFG").split()[0] == "MISS"
+    assert word([1.40, 1.45, 1.48]).startswith("PASS SAG/CFG")
+    assert word([1.60, 1.58, 1.70]).startswith("MISS SAG/CFG")
 
 
 def test_rounds_that_straddle_the_target_give_no_verdict():
-    line = benchmark.verdict([0.24, 1.50, 9.9], 1.52, "SAG/CFG")
-    assert line.split()[:3] == ["NOT", "MEASURABLE", "NOW"]
-    assert "1.500 (rounds 0.240 to 9.900)" in line
+    assert word([1.40, 1.50, 1.60]) == "NOT MEASURABLE NOW"
+    line = benchmark.verdict(benchmark.Measured([0.24, 1.50, 9.9], QUIET), 1.52, "SAG/CFG")
+    assert line.endswith("SAG/CFG <= 1.52: 1.500 (rounds 0.240 to 9.900)")
 
 
-def test_fewer_rounds_than_the_minimum_give_no_verdict():
+def test_fewer_rounds_than_the_minimum_or_a_busy_machine_give_no_verdict():
     assert benchmark.MIN_ROUNDS == 3
-    assert benchmark.verdict([1.1, 1.2], 1.52, "SAG/CFG").startswith("  NOT MEASURABLE NOW")
+    assert word([1.1, 1.2]) == "NOT MEASURABLE NOW"
+    assert word([1.40, 1.45, 1.48], spread=1.19) == "NOT MEASURABLE NOW"  # the rounds agree, the times did not
+
+
+def test_the_spread_and_the_ratios_come_from_the_same_rounds():
+    times = {"sag": [1.5, 1.6, 1.5], "cfg": [1.0, 1.0, 1.1]}
+    result = benchmark.measured(times, "sag", "cfg")
+    assert result.ratios == [1.5, 1.6, 1.5 / 1.1] and result.spread == 1.1 / 1.0  # cfg varied more than sag
 
 
 def test_the_busy_warning_comes_only_when_the_spread_shows_it():

@@ -176,6 +176,24 @@ def test_demo_model_is_shipped_small_and_loads_into_the_lab_networks():
     assert sum(p.numel() for p in model.unet.parameters()) > 1_000_000
 
 
+def test_sign_test_is_the_exact_two_sided_binomial_tail_without_ties():
+    import quality_report
+    assert quality_report.sign_test([-1.0] * 14) == pytest.approx(2 / 2 ** 14)
+    assert quality_report.sign_test([-1.0] * 13 + [0.5]) == pytest.approx(2 * 15 / 2 ** 14)  # 13 of 14
+    assert quality_report.sign_test([-1.0, 1.0, 0.0]) == 1.0  # one each way, the tie dropped
+    assert quality_report.sign_test([-0.1] * 3) == 0.25  # 3 of 3 seeds: the chance of it with no effect
+    assert quality_report.sign_test([]) == 1.0
+
+
+def test_bootstrap_interval_holds_the_mean_and_is_fixed_by_its_seed():
+    import quality_report
+    changes = [-0.9, -1.1, -0.7, -1.3, -1.0, -0.8]
+    low, high = quality_report.bootstrap_interval(changes)
+    assert min(changes) < low < sum(changes) / len(changes) < high < max(changes)
+    assert quality_report.bootstrap_interval(changes) == (low, high)
+    assert quality_report.bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+
+
 def test_sliced_wasserstein_is_zero_for_the_same_set_and_the_mean_projected_shift_for_a_shifted_copy():
     points = torch.randn(300, 5, generator=torch.Generator().manual_seed(0))
     shift = torch.tensor([0.5, -1.0, 0.0, 2.0, 0.25])

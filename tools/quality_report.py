@@ -11,6 +11,7 @@ that keep their images only). Nothing here samples; missing cells are left out. 
 
 from __future__ import annotations
 
+import math
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,10 @@ KEY_CHANGES = [  # (row, baseline): the comparisons a user's question turns on
     ("DDIM CFG++ 7.5 + SAG", "DDIM CFG++ 7.5")]
 PATCH_LEVELS = ("patches 32", "patches 16", "patches 8")
 PANEL = "scorers"  # the judge that is the mean FD of the whole panel of scorers
+PRIMARY = "patches"
+"""The lab's primary judge, named before the numbers (docs/quality.md "The primary judge" says why): the patch
+distance, which is no classifier. Every verdict follows it; the scorers are reported as secondary."""
+BOOTSTRAP_DRAWS = 10_000
 
 
 def scorer(seed: int) -> str:
@@ -101,6 +106,45 @@ class RowCells:
     def verdicts(self, judge: str) -> dict[int, float]:
         """Sampling seed -> the judge's score, for the seeds it could judge."""
         return {seed: cell["verdicts"][judge] for seed, cell in self.cells.items() if judge in cell["verdicts"]}
+
+
+def sign_test(changes: list[float]) -> float:
+    """Two-sided exact sign test of paired changes against "no change": P(a split at least this uneven) under
+    Binomial(n, 1/2); ties (exactly 0) are dropped. 1.0 for no untied pair."""
+    untied = [change for change in changes if change != 0]
+    n, k = len(untied), sum(change < 0 for change in untied)
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, i) for i in range(min(k, n - k) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def bootstrap_interval(changes: list[float], draws: int = BOOTSTRAP_DRAWS, seed: int = 0) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the mean paired change (the pairs resampled with replacement)."""
+    values = np.asarray(changes, dtype=np.float64)
+    means = np.random.default_rng(seed).choice(values, size=(draws, len(values))).mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def pooled_changes(per_seed: dict[str, dict[str, RowCells]], row: str, base: str, judge: str) -> list[float]:
+    """Every paired change of `row` from `base` under `judge`, over every trained model and sampling seed."""
+    return [change for found in per_seed.values() if row in found and base in found
+            for change in paired(found[row], found[base], judge)]
+
+
+def pooled_test_table(per_seed: dict[str, dict[str, RowCells]], changes: list[tuple[str, str]],
+                      judge: str = PRIMARY) -> list[str]:
+    """Each change under `judge` pooled over the trained models: mean, bootstrap interval, seeds better, sign test."""
+    lines = ["| change | pairs | mean | 95 % bootstrap interval | better | sign test p |", "|---|---|---|---|---|---|"]
+    for row, base in changes:
+        pooled = pooled_changes(per_seed, row, base, judge)
+        if len(pooled) < 2:
+            continue
+        low, high = bootstrap_interval(pooled)
+        lines.append(f"| {row} vs {base} | {len(pooled)} | {mean_change(pooled)} | {low:+.2f} to {high:+.2f} | "
+                     f"{sum(c < 0 for c in pooled)} of {len(pooled)} | {sign_test(pooled):.2g} |")
+    return lines
 
 
 def spread(values: list[float]) -> tuple[float, float]:
@@ -454,11 +498,12 @@ def family_changes(per_seed: dict[str, dict[str, RowCells]]) -> list[tuple[str, 
 
 
 def family_verdict(entry: RowCells, baseline: RowCells) -> str:
-    """"−0.78 (3/3); 3/5 ↓; +0.53 (0/3)": scorer 1's mean ΔFD (seeds it fell), scorers better, Δpatch (seeds)."""
-    first, patch = paired(entry, baseline), paired(entry, baseline, "patches")
+    """"+0.53 (0/3); −0.78 (3/3); 3/5 ↓": the primary judge's mean change ×100 (seeds it fell), then the
+    secondary ones: scorer 1's mean ΔFD (seeds it fell) and how many scorers' mean FD fell."""
+    first, patch = paired(entry, baseline), paired(entry, baseline, PRIMARY)
     better, judged = scorers_better(entry, baseline)
     patch_text = "-" if not patch else f"{mean_change(patch)} ({sum(c < 0 for c in patch)}/{len(patch)})"
-    return f"{mean_change(first)} ({sum(c < 0 for c in first)}/{len(first)}); {better}/{judged} ↓; {patch_text}"
+    return f"{patch_text}; {mean_change(first)} ({sum(c < 0 for c in first)}/{len(first)}); {better}/{judged} ↓"
 
 
 def cost_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
@@ -488,11 +533,20 @@ def write_family(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: l
              "## Cost", "", "Counted rows of U-Net input per image (CFG at 20 steps: cond and uncond = 40). Each "
              "method adds one pass per guided step; the CFG rows at 30 and 40 steps spend the same passes on steps.",
              "", *cost_table(per_seed), "",
+             "## The primary judge, pooled over every trained model", "",
+             "The patch judge (the lab's primary judge, see quality.md): each change's paired differences ×100 over "
+             "every trained model and sampling seed; the mean, a 95 % percentile bootstrap interval of it "
+             f"({BOOTSTRAP_DRAWS} resamples of the pairs), on how many pairs it fell, and the two-sided exact sign "
+             "test against no change. The pairs of one trained model share its weights, so the interval and the "
+             "test are optimistic about how far a result carries to other models.", "",
+             *pooled_test_table(per_seed, changes), "",
              "## Summary: every change per model and training seed", "",
-             "Each cell: scorer 1's mean ΔFD over the sampling seeds (on how many seeds it fell / seeds); on how many "
-             f"of the {len(PANEL_SEEDS)} scorers the mean FD fell (↓); the patch judge's mean change ×100 (on how "
-             "many seeds it fell / seeds). Below 0 is better. A change is against the row's baseline, against the "
-             "CFG row that costs the same passes, or one method against another.", "",
+             "Each cell, primary judge first: the patch judge's mean change ×100 (on how many seeds it fell / "
+             "seeds); then the secondary judges: scorer 1's mean ΔFD over the sampling seeds (on how many seeds it "
+             f"fell / seeds) and on how many of the {len(PANEL_SEEDS)} scorers the mean FD fell (↓; the scorers "
+             "are one architecture trained on one generator, so they are correlated, not independent votes). Below "
+             "0 is better. A change is against the row's baseline, against the CFG row that costs the same passes, "
+             "or one method against another.", "",
              *key_change_table(per_seed, family_verdict, changes), "", *tables,
              "## The judges: every change under every judge", ""]
     for key, found in per_seed.items():
