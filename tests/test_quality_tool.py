@@ -317,3 +317,13 @@ def test_report_of_the_family_set_writes_the_family_page_only(monkeypatch):
     assert written == ["family"]
     quality.main(["report", *threads])
     assert written == ["family", "results", "family"]
+
+
+def test_the_masks_set_shares_the_samplers_cells_and_varies_only_the_mask():
+    from quality_rows import rows_of
+    masks, samplers = ({row.name: row for row in rows_of([name])} for name in ("masks", "samplers"))
+    for name in ("DPM++ 2M CFG", "DPM++ 2M CFG + SAG"):
+        assert masks[name].key() == samplers[name].key()
+    variants = [row for name, row in masks.items() if name not in samplers]
+    assert [row.sampler for row in variants] == ["DPM++ 2M"] * 3
+    assert len({row.key() for row in variants} | {samplers["DPM++ 2M CFG + SAG"].key()}) == 4

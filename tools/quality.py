@@ -11,6 +11,7 @@ The report (tools/quality_report.py) is rebuilt from the cache alone.
                                 [--sets frontier,samplers,ablations]
     python tools/quality.py report            # docs/quality-results.md and docs/quality-frontier.png
     python tools/quality.py report --sets family   # docs/quality-family.md alone (PAG and SEG beside SAG)
+    python tools/quality.py report --sets masks    # docs/quality-masks.md alone (the mask ablations, DPM++ 2M)
     python tools/quality.py quick --out DIR   # the smoke test: tiny trainings, four rows, two seeds
     python tools/quality.py quick --sets family --out DIR   # the same for the family rows and page
 """
@@ -254,10 +255,12 @@ def main(argv: list[str] | None = None) -> None:
     else:
         import quality_report
         sets = set(args.sets.split(","))
-        if sets - {"family"}:
+        if sets - {"family", "masks"}:
             quality_report.write(Lab(out=args.out), args.docs)
         if "family" in sets:
             quality_report.write_family(Lab(out=args.out), args.docs)
+        if "masks" in sets:
+            quality_report.write_masks(Lab(out=args.out), args.docs)
     print(f"{args.command}: {time.perf_counter() - started:.0f} s, torch {torch.__version__}")
 
 

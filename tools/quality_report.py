@@ -344,41 +344,68 @@ def sanity_table(judges: Judges) -> tuple[list[str], bool]:
     return lines, monotone
 
 
-PLOT_JUDGES = (PANEL, "patches")
+PLOT_JUDGES = (PRIMARY, PANEL)
+PLOT_SAMPLERS = {"Euler a": CFG, "DPM++ 2M": "DPM++ 2M CFG"}
+"""The samplers the frontier plot has panels for, each with the CFG row its changes are taken from."""
+PLOT_KINDS = {"CFG": ("o", "tab:blue"), "CFG, more steps": ("s", "tab:cyan"), "CFG + SAG": ("D", "tab:red"),
+              "SAG alone": ("^", "tab:orange"), "no guidance": ("x", "black")}
 
 
 def frontier_plot(per_model: dict[str, dict[str, dict[int, RowCells]]], models: dict[str, ModelSpec],
                   path: Path) -> None:
-    """Change from CFG 3 (same seeds) against U-Net passes per image, one panel per model and judge.
+    """Change from CFG 3 (same seeds) against U-Net passes per image: a panel per judge and sampler (rows) and model.
 
-    Each point is one frontier row: the mean ± sd of its paired changes over every training and
-    sampling seed the model has (for the patch judge, those whose cells keep their images). Paired
-    changes, not raw scores, because the seeds' spread (each seed's 128 images are another sample)
-    is larger than the effects. The y axis is linear within ±1 and logarithmic beyond, so strong
-    CFG's large losses fit beside SAG's small gains.
+    Each point is one frontier row (or a sampler row): the mean ± sd of its paired changes over every training
+    and sampling seed the model has (for the patch judge, those whose cells keep their images). Paired changes,
+    not raw scores, because the seeds' spread is larger than the effects. The y axis is symlog (linear within
+    ±1, logarithmic beyond, said on the axis), so strong CFG's large losses fit beside SAG's small gains. The
+    primary judge's panels come first; a sampler gets panels only where it has rows.
     """
+    import textwrap
+
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kinds = {"CFG": ("o", "tab:blue", -1.2), "CFG, more steps": ("s", "tab:cyan", -1.2),
-             "CFG + SAG": ("D", "tab:red", 1.2), "SAG alone": ("^", "tab:orange", 1.2),
-             "no guidance": ("x", "black", -1.2)}
-    figure, axes = plt.subplots(len(PLOT_JUDGES), len(per_model), figsize=(7 * len(per_model), 5.5 * len(PLOT_JUDGES)),
+    samplers = [sampler for sampler in PLOT_SAMPLERS
+                if any(entry.row.sampler == sampler for rows in per_model.values() for by_seed in rows.values()
+                       for entry in by_seed.values())]
+    panels = [(judge, sampler) for judge in PLOT_JUDGES for sampler in samplers]
+    figure, axes = plt.subplots(len(panels), len(per_model), figsize=(7.5 * len(per_model), 5.8 * len(panels)),
                                 squeeze=False)
-    for judge, axes_row in zip(PLOT_JUDGES, axes):
+    for (judge, sampler), axes_row in zip(panels, axes):
         for axis, (model, rows) in zip(axes_row, per_model.items()):
-            frontier_panel(axis, rows, judge, kinds)
-            axis.set_title(f"model '{model}' ({models[model].about}); judge: {judge}", fontsize=9)
-    figure.tight_layout()
+            frontier_panel(axis, {name: by_seed for name, by_seed in rows.items()
+                                  if next(iter(by_seed.values())).row.sampler == sampler},
+                           judge, PLOT_SAMPLERS[sampler])
+            role = "primary judge" if judge == PRIMARY else "secondary judge"
+            axis.set_title(textwrap.fill(f"model '{model}' ({models[model].about}); {sampler}; {role}: {judge}", 70),
+                           fontsize=9)
+    figure.tight_layout(h_pad=3.0)
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(figure)
 
 
-def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], judge: str, kinds: dict) -> None:
-    """One model's frontier rows under one judge: each row's paired change from CFG 3 against its passes."""
-    bases = rows.get(CFG, {})
+def spaced_offsets(points: list[tuple[float, float]], gap: float = 11.0) -> list[float]:
+    """Vertical label offsets (points) that keep labels of points at the same x from sitting on each other:
+    the labels of one x are stacked in the order of their y, `gap` points apart, centred on the middle one."""
+    offsets = [0.0] * len(points)
+    by_x: dict[float, list[int]] = {}
+    for index, (x, _) in enumerate(points):
+        by_x.setdefault(round(x), []).append(index)
+    for indices in by_x.values():
+        ordered = sorted(indices, key=lambda i: points[i][1])
+        for rank, index in enumerate(ordered):
+            offsets[index] = gap * (rank - (len(ordered) - 1) / 2)
+    return offsets
+
+
+def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], judge: str, baseline: str) -> None:
+    """One model's rows of one sampler under one judge: each row's paired change from `baseline` against its passes."""
+    import matplotlib.ticker
+    bases = rows.get(baseline, {})
+    points = []
     for name, by_seed in rows.items():
         entries = list(by_seed.values())
         row = entries[0].row
@@ -388,22 +415,29 @@ def frontier_panel(axis, rows: dict[str, dict[int, RowCells]], judge: str, kinds
             continue
         kind = ("CFG + SAG" if row.sag is not None and row.cfg_scale > 1 else "SAG alone" if row.sag is not None
                 else "CFG, more steps" if row.steps != 20 else "CFG" if row.cfg_scale > 1 else "no guidance")
-        marker, colour, shift = kinds[kind]
-        passes = statistics.fmean(c["unet_passes_per_image"] for e in entries for c in e.cells.values())
-        mean, sd = spread(changes)
-        axis.errorbar(passes + shift, mean, yerr=sd, fmt=marker, color=colour, capsize=3,
-                      label=kind if kind not in axis.get_legend_handles_labels()[1] else None)
+        shift = 1.2 if kind in ("CFG + SAG", "SAG alone") else -1.2  # rows of equal cost side by side
+        passes = statistics.fmean(c["unet_passes_per_image"] for e in entries for c in e.cells.values()) + shift
         label = f"{name} (CFG {row.cfg_scale:g})" if row.name.startswith("best") else name
-        axis.annotate(label, (passes + shift, mean), textcoords="offset points", fontsize=7,
-                      xytext=(6, -3) if shift > 0 else (-6, -3), ha="left" if shift > 0 else "right")
+        points.append((kind, passes, *spread(changes), label))
+    offsets = spaced_offsets([(passes, mean) for _, passes, mean, _, _ in points])
+    for (kind, passes, mean, sd, label), offset in zip(points, offsets):
+        marker, colour = PLOT_KINDS[kind]
+        right = kind in ("CFG + SAG", "SAG alone")
+        axis.errorbar(passes, mean, yerr=sd, fmt=marker, color=colour, capsize=3,
+                      label=kind if kind not in axis.get_legend_handles_labels()[1] else None)
+        axis.annotate(label, (passes, mean), textcoords="offset points", fontsize=7,
+                      xytext=(8 if right else -8, offset - 3), ha="left" if right else "right")
     axis.axhline(0.0, color="grey", linewidth=0.8)
     axis.set_yscale("symlog", linthresh=1.0)
-    axis.set_xlim(25, 75)
+    axis.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    if points:
+        xs = [passes for _, passes, _, _, _ in points]
+        axis.set_xlim(min(xs) - 12, max(xs) + 12)
     axis.set_xlabel("U-Net passes per image (rows of U-Net input; CFG at 20 steps = 40)")
-    measure = {"patches": "patch SWD ×100", PANEL: f"FD (mean of the {len(PANEL_SEEDS)} scorers)"}.get(judge, "FD")
-    axis.set_ylabel(f"Δ{measure} from CFG 3 on the same seeds (below 0 = better)")
+    measure = {"patches": "patch SWD ×100", PANEL: f"FD, mean of {len(PANEL_SEEDS)} scorers"}.get(judge, "FD")
+    axis.set_ylabel(f"Δ {measure} from {baseline}\n(below 0 = better; symlog axis: linear within ±1)", fontsize=8)
     if axis.get_legend_handles_labels()[1]:
-        axis.legend(fontsize=8, loc="upper right")
+        axis.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=5, frameon=False)
     axis.grid(alpha=0.3)
 
 
@@ -432,7 +466,7 @@ def model_tables(lab, models: dict[str, ModelSpec], rows: list[Row], judges: Jud
 
 
 def write(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None,
-          plot_groups: tuple[str, ...] = ("frontier",)) -> None:
+          plot_groups: tuple[str, ...] = ("frontier", "samplers")) -> None:
     """Rebuild docs/quality-results.md and docs/quality-frontier.png from the cached cells."""
     judges = Judges.build(lab)
     rows = rows if rows is not None else rows_of(["frontier", "samplers", "ablations"])
@@ -517,6 +551,42 @@ def cost_table(per_seed: dict[str, dict[str, RowCells]]) -> list[str]:
         row = entry.row
         lines.append(f"| {name} | {row.cfg_scale:g} | {row.steps} | {row.describe()} | {passes(entry):.0f} |")
     return lines
+
+
+MASKS_PAGE = "quality-masks.md"
+MASK_CHANGES = [("DPM++ 2M CFG + SAG", "DPM++ 2M random mask, SAG's coverage"),
+                ("DPM++ 2M CFG + SAG", "DPM++ 2M inverse mask"), ("DPM++ 2M CFG + SAG", "DPM++ 2M global blur, scale 0.75")]
+"""Beyond each row against DPM++ 2M CFG: SAG's saliency mask against each other mask at the same scale."""
+
+
+def write_masks(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None) -> None:
+    """Write docs/quality-masks.md (the mask ablations with DPM++ 2M) from the `masks` rows' cells alone."""
+    judges = Judges.build(lab)
+    rows = rows if rows is not None else rows_of(["masks"])
+    tables, per_seed, _ = model_tables(lab, models, rows, judges)
+    changes = list(dict.fromkeys(
+        change for found in per_seed.values()
+        for change in (*[(name, entry.row.baseline) for name, entry in found.items()], *MASK_CHANGES)
+        if change[0] in found and change[1] in found))
+    lines = ["# Quality lab: the mask ablations where SAG paid (DPM++ 2M)", "",
+             "Generated by `python tools/quality.py report --sets masks` from the masks rows' cells "
+             "(out/quality/cells); do not edit. What the scores are, and why the patch judge is the primary one, is "
+             "in [quality.md](quality.md). The rows: DPM++ 2M, 20 steps, CFG 3; SAG at its defaults with its "
+             "saliency mask, a random mask of the same coverage, the inverse mask, and a global blur (threshold 0), "
+             "all at scale 0.75.", "",
+             "## The primary judge, pooled over every trained model", "",
+             "Each change's paired differences under the patch judge ×100 over every trained model and sampling "
+             f"seed: mean, 95 % percentile bootstrap interval ({BOOTSTRAP_DRAWS} resamples of the pairs), pairs on "
+             "which it fell, two-sided exact sign test. Below 0 is better; \"A vs B\" is A minus B.", "",
+             *pooled_test_table(per_seed, changes), "",
+             "## Summary: every change per model and training seed", "",
+             "Primary judge first: the patch judge's mean change ×100 (seeds it fell / seeds); then scorer 1's mean "
+             "ΔFD (seeds it fell / seeds) and on how many scorers the mean FD fell (↓; correlated, not votes).", "",
+             *key_change_table(per_seed, family_verdict, changes), "", *tables]
+    docs.mkdir(parents=True, exist_ok=True)
+    (docs / MASKS_PAGE).write_text("\n".join(lines))
+    print(f"wrote {docs / MASKS_PAGE} ({sum(len(f) for f in per_seed.values())} rows over {len(per_seed)} "
+          "trained models)")
 
 
 def write_family(lab, docs: Path, models: dict[str, ModelSpec] = MODELS, rows: list[Row] | None = None) -> None:

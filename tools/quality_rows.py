@@ -163,6 +163,22 @@ def ablation_rows() -> list[Row]:
     return rows
 
 
+def sampler_mask_rows() -> list[Row]:
+    """The mask ablations (Table 5) where SAG paid for its passes: DPM++ 2M, whose undertrained samples are grainy.
+
+    The first two rows are the samplers set's own (the same keys, so their cells are shared)."""
+    dpm = "DPM++ 2M"
+    return [
+        Row("sampler masks", f"{dpm} CFG", sampler=dpm),
+        Row("sampler masks", f"{dpm} CFG + SAG", sampler=dpm, sag={}, baseline=f"{dpm} CFG"),
+        Row("sampler masks", f"{dpm} random mask, SAG's coverage", sampler=dpm, sag={}, mask="random",
+            baseline=f"{dpm} CFG"),
+        Row("sampler masks", f"{dpm} inverse mask", sampler=dpm, sag={}, mask="inverse", baseline=f"{dpm} CFG"),
+        Row("sampler masks", f"{dpm} global blur, scale 0.75", sampler=dpm, sag={"threshold": 0.0},
+            baseline=f"{dpm} CFG"),
+    ]
+
+
 KEY_ROWS = (NO_GUIDANCE, CFG, "CFG 3, 25 steps", "CFG 3, 30 steps", "CFG + SAG", "CFG + SAG 0.5-1", "SAG alone")
 
 
@@ -210,7 +226,7 @@ def family_rows() -> list[Row]:
 
 
 ROW_SETS = {"frontier": frontier_rows, "key": key_rows, "options": option_rows, "samplers": sampler_rows,
-            "ablations": ablation_rows, "family": family_rows}
+            "ablations": ablation_rows, "family": family_rows, "masks": sampler_mask_rows}
 
 
 def quick_rows() -> list[Row]:
