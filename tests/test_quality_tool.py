@@ -5,6 +5,7 @@ written from a cache that holds only the family rows' cells.
 """
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -299,9 +300,12 @@ def test_quick_family_page_is_written_alone_from_the_family_cells(quick_family):
     cost = {cells[0]: cells[-1] for cells in tables if len(cells) == 5 and cells[0] != "row"}
     assert cost == {name: f"{row['unet_passes_per_image']:.0f}" for name, row in quick_family["rows"].items()}
     summary = {cells[0]: cells[1] for cells in tables if len(cells) == 2}
+    pooled = {cells[0]: cells[1:] for cells in tables if len(cells) == 6 and cells[0] != "change"}
     for change in ("CFG + PAG vs CFG", "CFG + SEG, sigma 2 vs CFG", "PAG alone vs no guidance",
                    "CFG + PAG vs CFG 3, 30 steps", "CFG + SAG + SEG vs CFG 3, 40 steps", "CFG + SAG + PAG vs CFG + PAG"):
-        assert summary[change].endswith("/2)") and "/5 ↓" in summary[change], change  # both seeds, five scorers
+        # the primary judge first (both seeds), then scorer 1 (both seeds) and the five scorers
+        assert re.fullmatch(r"[+-]\d+\.\d\d \([0-2]/2\); [+-]\d+\.\d\d \([0-2]/2\); [0-5]/5 ↓", summary[change]), change
+        assert pooled[change][0] == "2" and re.fullmatch(r"[0-2] of 2", pooled[change][3]), change  # pairs, better
     assert ["family", "CFG + PAG + SEG", "Euler a, 2", "3", "PAG 3; SEG 3, sigma inf"] in [
         cells[:5] for cells in tables]
 
@@ -312,11 +316,14 @@ def test_report_of_the_family_set_writes_the_family_page_only(monkeypatch):
     written = []
     monkeypatch.setattr(quality_report, "write", lambda lab, docs: written.append("results"))
     monkeypatch.setattr(quality_report, "write_family", lambda lab, docs: written.append("family"))
+    monkeypatch.setattr(quality_report, "write_masks", lambda lab, docs: written.append("masks"))
     threads = ["--threads", str(torch.get_num_threads())]
     quality.main(["report", "--sets", "family", *threads])
     assert written == ["family"]
+    quality.main(["report", "--sets", "masks", *threads])
+    assert written == ["family", "masks"]
     quality.main(["report", *threads])
-    assert written == ["family", "results", "family"]
+    assert written == ["family", "masks", "results", "family", "masks"]
 
 
 def test_the_masks_set_shares_the_samplers_cells_and_varies_only_the_mask():
