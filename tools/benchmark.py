@@ -372,14 +372,14 @@ def step_table(ext: harness.Extension, args: argparse.Namespace, main_size: int)
     return main, window
 
 
-def family_table(ext: harness.Extension, args: argparse.Namespace, size: int) -> dict[str, Measured]:
+def family_table(ext: harness.Extension, args: argparse.Namespace, size: int,
+                 splits: dict[str, dict[str, float]]) -> dict[str, Measured]:
     """Print each method's and each combination's step time over CFG, interleaved in one run, beside each single
-    method's U-Net-time floor; return each round's ratios."""
+    method's U-Net-time floor (from `splits`, see job_splits); return each round's ratios."""
     kinds = ["cfg", *FAMILY]
     times, _ = interleaved(ext, kinds, size, args.steps, args.repeats)
     results = {kind: measured(times, kind, "cfg") for kind in FAMILY}
-    ratios = {kind: result.ratios for kind, result in results.items()}
-    floors = unet_floors(ext, args, size)
+    floors = unet_floors(splits)
     print(f"\nSAG, PAG, SEG and their combinations at {size}x{size} (extra U-Net rows per step: 1 per image per method, "
           "in one batched call). U-Net floor: the job's time inside U-Net calls over CFG's (one job each), the "
           "least the step ratio can be; our hooks: their share of the job (they run inside U-Net calls)")
@@ -387,38 +387,46 @@ def family_table(ext: harness.Extension, args: argparse.Namespace, size: int) ->
     print(f"{'CFG':<20} {statistics.median(times['cfg']):>7.3f}  {1.0:>8.3f}")
     for kind in FAMILY:
         floor = f"{floors[kind][0]:>11.3f}  {floors[kind][1]:>9.2%}" if kind in floors else ""
-        print(f"{kind:<20} {statistics.median(times[kind]):>7.3f}  {statistics.median(ratios[kind]):>8.3f}  "
-              f"{min(ratios[kind]):.3f}-{max(ratios[kind]):.3f}   {floor}")
+        ratios = results[kind].ratios
+        print(f"{kind:<20} {statistics.median(times[kind]):>7.3f}  {statistics.median(ratios):>8.3f}  "
+              f"{min(ratios):.3f}-{max(ratios):.3f}   {floor}")
     print(noise_line({kind: spread(values) for kind, values in times.items()}))
     return results
 
 
-def unet_floors(ext: harness.Extension, args: argparse.Namespace, size: int) -> dict[str, tuple[float, float]]:
+SPLIT_KINDS = ("cfg", "sag", "pag", "seg")
+
+
+def job_splits(ext: harness.Extension, args: argparse.Namespace, size: int) -> dict[str, dict[str, float]]:
+    """One job each of CFG, SAG, PAG and SEG, timed by time_split: read by the family table and the split report."""
+    return {kind: time_split(ext, kind, size, args.steps) for kind in SPLIT_KINDS}
+
+
+def unet_floors(splits: dict[str, dict[str, float]]) -> dict[str, tuple[float, float]]:
     """For SAG, PAG and SEG alone: the U-Net time of a job over CFG's, and our hooks' share of the job's time."""
-    cfg = time_split(ext, "cfg", size, args.steps)
-    floors = {}
-    for kind in ("sag", "pag", "seg"):
-        split = time_split(ext, kind, size, args.steps)
-        floors[kind] = (split["unet"] / cfg["unet"], split["hooks"] / split["total"])
-    return floors
+    cfg = splits["cfg"]
+    return {kind: (splits[kind]["unet"] / cfg["unet"], splits[kind]["hooks"] / splits[kind]["total"])
+            for kind in SPLIT_KINDS if kind != "cfg"}
 
 
 def off_check(ext: harness.Extension, args: argparse.Namespace) -> tuple[Measured, bool]:
     """Print and return the disabled/absent step time ratio and whether their outputs are bit-identical."""
     size, steps = args.sizes[0], 2 * args.steps  # longer jobs, more rounds: the effect sought is tiny
     times, out = interleaved(ext, ["absent", "disabled"], size, steps, args.off_repeats)
-    ratios = round_ratios(times, "disabled", "absent")
+    result = measured(times, "disabled", "absent")
+    ratios = result.ratios
     identical = torch.equal(out["disabled"], out["absent"])
     print(f"extension disabled vs absent at {size}x{size} ({args.off_repeats} rounds of {steps} steps): "
           f"{statistics.median(times['disabled']):.4f} vs {statistics.median(times['absent']):.4f} s/step, "
           f"ratio {statistics.median(ratios):.4f} (rounds {min(ratios):.4f} to {max(ratios):.4f}); "
           f"bit-identical: {identical}")
-    return measured(times, "disabled", "absent"), identical
+    return result, identical
 
 
-def split_report(ext: harness.Extension, args: argparse.Namespace, size: int) -> None:
-    """Print where a SAG job's time goes: outside U-Net calls, in the saliency hook, in U-Net calls."""
-    cfg, sag = (time_split(ext, kind, size, args.steps) for kind in ("cfg", "sag"))
+def split_report(splits: dict[str, dict[str, float]], size: int) -> None:
+    """Print where a SAG job's time goes (from `splits`, see job_splits): outside U-Net calls, in the saliency
+    hook, in U-Net calls."""
+    cfg, sag = splits["cfg"], splits["sag"]
     print(f"one job each at {size}x{size}, timed with forward pre/post hooks on diffusion_model: time outside "
           f"U-Net calls: SAG {1 - sag['unet'] / sag['total']:.1%}, CFG {1 - cfg['unet'] / cfg['total']:.1%}; "
           f"saliency hooks (inside U-Net) {sag['hooks'] / sag['total']:.2%} of SAG; "
@@ -453,9 +461,10 @@ def main() -> None:
           f"steps, batch 1, CFG 7; {args.repeats} interleaved rounds: median times, ratios = median of per-round "
           "ratios\n")
     main_result, window = step_table(ext, args, main_size)
-    family = family_table(ext, args, main_size)
+    splits = job_splits(ext, args, main_size)
+    family = family_table(ext, args, main_size, splits)
     off, identical = off_check(ext, args)
-    split_report(ext, args, main_size)
+    split_report(splits, main_size)
     mem = memory_report(args)
 
     problems = ext.txt2img.errors + script_callbacks.reported
