@@ -39,10 +39,13 @@ class DegradedInput:
 
 def degraded_input(x: torch.Tensor, sigma: torch.Tensor, uncond_out: torch.Tensor, saliency: torch.Tensor,
                    grid: tuple[int, int], *, blur_sigma: float, threshold: float,
-                   space: OutputSpace) -> DegradedInput:
-    """The uncond rows `x` (model output `uncond_out`) with x0 blurred where saliency exceeds `threshold`, re-noised."""
+                   space: OutputSpace, mask_function: Callable | None = None) -> DegradedInput:
+    """The uncond rows `x` (model output `uncond_out`) with x0 blurred where saliency exceeds `threshold`, re-noised.
+
+    `mask_function` replaces `saliency_mask` (the lab's mask ablations).
+    """
     x0 = space.to_x0(x, uncond_out, sigma)
-    mask = saliency_mask(saliency, grid, x.shape[-2:], threshold)
+    mask = (mask_function or saliency_mask)(saliency, grid, x.shape[-2:], threshold)
     degraded_x0 = degrade_x0(x0, mask, blur_sigma)
     degraded_x = space.renoise(degraded_x0, x, uncond_out, sigma)
     return DegradedInput(degraded_x, space.target(degraded_x0, uncond_out), mask)

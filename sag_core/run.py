@@ -17,6 +17,22 @@ from .params import PAG, SAG, SCALE, SEG, SagParams
 from .perturbation import IdentityAttention, Perturbation, SmoothedQueries
 
 Predict = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
+MaskFunction = Callable[[torch.Tensor, tuple[int, int], tuple[int, int], float], torch.Tensor]
+
+RUN_OPTIONS_ATTR = "sag_run_options"
+"""Attribute of a job object carrying its RunOptions (the lab's ablations set it; users never do)."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Choices beyond the user's settings, for experiments such as the lab's ablations.
+
+    `sag_branch`: "auto" guides the uncond rows, or the prompt's at CFG scale 1 and below; "negative"
+    always the uncond rows. `mask`: replaces `saliency_mask(saliency, grid, size, threshold)`.
+    """
+
+    sag_branch: str = "auto"
+    mask: MaskFunction | None = None
 
 
 @dataclass
@@ -46,8 +62,9 @@ class SagRun:
     guided rows were not all seen is skipped and counted.
     """
 
-    def __init__(self, params: SagParams) -> None:
+    def __init__(self, params: SagParams, options: RunOptions = RunOptions()) -> None:
         self.params = params
+        self.options = options
         self.recorder = SaliencyRecorder(params.smooth_mask)
         self.hook: MiddleAttentionHook | None = None
         self.guided_steps = 0
@@ -167,7 +184,8 @@ class SagRun:
         params, parts, degraded, sag_prediction = self.params, [], None, None
         if params.acts(SAG):
             degraded = degraded_input(inputs.x, inputs.sigma, x_out[inputs.rows], recorded.saliency, recorded.size,
-                                      blur_sigma=params.blur_sigma, threshold=params.threshold, space=space)
+                                      blur_sigma=params.blur_sigma, threshold=params.threshold, space=space,
+                                      mask_function=self.options.mask)
             if torch.equal(degraded.x, inputs.x):
                 sag_prediction = x_out[inputs.rows]
             else:

@@ -26,7 +26,7 @@ from sag_core.layers import attention_layers, find_layer
 from sag_core.params import (FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, PAG, SAG, SEG, SWITCH, VALUE_FIELDS,
                              SagParamError, SagParams, shown, without_spare_slot)  # noqa: F401
 from sag_core.preview import mask_overlay, pasted_crop_box
-from sag_core.run import SagRun
+from sag_core.run import RUN_OPTIONS_ATTR, RunOptions, SagRun
 from sag_core.spaces import EpsSpace, X0Space
 from sag_core.version import __version__
 
@@ -65,7 +65,7 @@ class GenerationSag:
     """Binds one SagRun to one generation: finds its denoiser, output space and U-Net each step."""
 
     def __init__(self, p: Any, params: SagParams) -> None:
-        self.run = SagRun(params)
+        self.run = SagRun(params, getattr(p, RUN_OPTIONS_ATTR, None) or RunOptions())
         self._p = weakref.ref(p)
         self._denoiser: Any = None
         self.batch_masks: list = []
@@ -112,7 +112,7 @@ class GenerationSag:
         The uncond rows (the last B); at CFG scale 1 and below, where the uncond prediction does not
         steer the image, the first prompt row of each image, as diffusers' SAG pipeline does.
         """
-        if guides_prompt(self.p):
+        if self.run.options.sag_branch == "auto" and guides_prompt(self.p):
             return self._prompt_rows(params)
         images = rows_of(params.text_uncond)
         first = params.x.shape[0] - images
@@ -383,7 +383,8 @@ class SelfAttentionGuidanceScript(scripts.Script):
         write_settings(p.extra_generation_params, params if params.switched_on else None)
         if not params.switched_on:
             return
-        if params.acts(SAG) and guides_prompt(p):
+        options = getattr(p, RUN_OPTIONS_ATTR, None) or RunOptions()
+        if params.acts(SAG) and options.sag_branch == "auto" and guides_prompt(p):
             p.extra_generation_params[BRANCH_KEY] = PROMPT_BRANCH
         generation = GenerationSag(p, params)
         setattr(p, RUN_ATTR, generation)

@@ -10,7 +10,6 @@ each records the extension's code fingerprint, so the report can say which are o
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import time
@@ -28,6 +27,8 @@ from quality_data import balanced_labels
 from quality_models import NULL_CLASS, DiffusionPair, ShapeClassifier
 from quality_rows import Row
 from quality_scores import chroma, classify
+from sag_core.run import RUN_OPTIONS_ATTR, RunOptions
+from sag_core.saliency import saliency_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,19 +96,9 @@ class MaskLog:
         return self.covered / self.masks if self.masks else None
 
 
-@contextlib.contextmanager
-def row_variant(ext: harness.Extension, row: Row, log: MaskLog) -> Iterator[None]:
-    """Swap in the row's mask variant and branch for the duration of its sampling (the lab's ablations only)."""
-    import sag_core.guidance as guidance
-    module = ext.module
-    saved_mask, saved_branch = guidance.saliency_mask, module.guides_prompt
-    guidance.saliency_mask = log.make(saved_mask)
-    if row.branch == "negative":
-        module.guides_prompt = lambda p: False
-    try:
-        yield
-    finally:
-        guidance.saliency_mask, module.guides_prompt = saved_mask, saved_branch
+def run_options(row: Row, log: MaskLog) -> RunOptions:
+    """The row's mask variant and branch as the script's run options (the lab's ablations; every row logs its masks)."""
+    return RunOptions(sag_branch="negative" if row.branch == "negative" else "auto", mask=log.make(saliency_mask))
 
 
 def job_chunks(sampling: Sampling) -> Iterator[tuple[int, torch.Tensor]]:
@@ -122,18 +113,18 @@ def sample_cell(ext: harness.Extension, model: DiffusionPair, row: Row, seed: in
                 log: MaskLog) -> torch.Tensor:
     """One sampling seed's images of a row, each job run through the host's process_images with the SAG script."""
     samples = []
-    with row_variant(ext, row, log):
-        for chunk, labels in job_chunks(sampling):
-            requested = labels if row.conditional else torch.full_like(labels, NULL_CLASS)
-            cond = model.context(requested)
-            uncond = model.context(torch.full_like(labels, NULL_CLASS))
-            p = processing.StableDiffusionProcessing(
-                cond=MulticondBatch([[(i, 1.0)] for i in range(len(labels))], cond), uncond=uncond,
-                batch_size=len(labels), steps=row.steps, cfg_scale=row.cfg_scale, width=256, height=256,
-                seed=seed * 10_000 + chunk, sampler_name=row.sampler)
-            p.scripts = ext.txt2img
-            p.script_args = tuple(harness.sag_args(ext.txt2img, *row.script_values()))
-            samples.append(processing.process_images(p).samples)
+    for chunk, labels in job_chunks(sampling):
+        requested = labels if row.conditional else torch.full_like(labels, NULL_CLASS)
+        cond = model.context(requested)
+        uncond = model.context(torch.full_like(labels, NULL_CLASS))
+        p = processing.StableDiffusionProcessing(
+            cond=MulticondBatch([[(i, 1.0)] for i in range(len(labels))], cond), uncond=uncond,
+            batch_size=len(labels), steps=row.steps, cfg_scale=row.cfg_scale, width=256, height=256,
+            seed=seed * 10_000 + chunk, sampler_name=row.sampler)
+        p.scripts = ext.txt2img
+        p.script_args = tuple(harness.sag_args(ext.txt2img, *row.script_values()))
+        setattr(p, RUN_OPTIONS_ATTR, run_options(row, log))
+        samples.append(processing.process_images(p).samples)
     if ext.txt2img.errors:
         raise RuntimeError(f"the SAG script failed: {ext.txt2img.errors}")
     return torch.cat(samples)
