@@ -1,7 +1,7 @@
-// Hover hints for the Self-Attention Guidance controls (SAG, PAG and SEG).
+// Hover hints for the Self-Attention Guidance controls, generated from the field table by
+// `python -m sag_core.hints` (do not edit: tests/test_ui_contract.py checks it is current).
 // The webui's javascript/hints.js keeps a global `titles` map from visible label text to tooltip
 // text and applies it to new elements; this file only adds our labels to that map (no DOM work).
-// Keep in step with the field table in sag_core/params.py (tests/test_ui_contract.py checks it).
 (function() {
     var sagHints = {
         "Self-Attention Guidance": "Switch Self-Attention Guidance on: one extra uncond U-Net pass per guided step.",

@@ -1,4 +1,4 @@
-"""Rows of a model conditioning as the webui's CFG denoiser hands it to its model.
+"""Rows of a model conditioning as a CFG denoiser hands it to its model.
 
 A conditioning is what the denoiser passes as `cond=`: a dict such as {"c_crossattn": [tensor],
 "c_concat": [tensor]}, SDXL's {"crossattn": tensor, "vector": tensor, "c_concat": [tensor]}, or
@@ -57,12 +57,3 @@ def rows_of(cond: Conditioning) -> int:
     if hasattr(cond, "shape"):
         return cond.shape[0]
     return next(iter(cond.values())).shape[0]
-
-
-def condition_dict(conditioning_key: str, text: Conditioning, image_cond: torch.Tensor) -> dict:
-    """The `cond=` dict for an ldm model of `conditioning_key` (as the webui's CFGDenoiser builds it, v1.10.1)."""
-    if conditioning_key == "crossattn-adm":
-        return {"c_crossattn": [text], "c_adm": image_cond}
-    if isinstance(text, dict):
-        return {**text, "c_concat": [image_cond]}
-    return {"c_crossattn": [text], "c_concat": [image_cond]}

@@ -1,166 +1,65 @@
-"""The one parameter object shared by the UI, the API, X/Y/Z and infotext, and its field table."""
+"""The one parameter object shared by the UI, the API, X/Y/Z and infotext, built from the methods' field tables.
+
+The field table is the registered methods' fields (sag_core/methods) and the shared ones below, in
+positional order: the order of 0.2.0 and later releases (POSITIONS), then any other field in registry
+order. `SagParams` is a frozen dataclass made from that table, so a field exists in one place only.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
-from numbers import Real
 from typing import Any, Mapping, Sequence
 
+from .fields import DISPLAY, SHARED, Field, SagParamError, shown
+from .methods import METHODS, Method
+
+__all__ = ["DISPLAY", "FIELDS", "FIELDS_BY_ATTR", "Field", "METHODS", "METHODS_BY_NAME", "SHARED", "SagParamError",
+           "SagParams", "shown"]
 
 SAG, PAG, SEG = "sag", "pag", "seg"
-SHARED, DISPLAY = "shared", "display"
-METHODS = (SAG, PAG, SEG)
-SWITCH = {SAG: "enabled", PAG: "pag_enabled", SEG: "seg_enabled"}
-"""Each method's on/off field; a method acts when it is on and its scale is not 0."""
-SCALE = {SAG: "scale", PAG: "pag_scale", SEG: "seg_scale"}
-"""Each method's scale field; its infotext key marks the method as on in a picture's parameters."""
 LAYERS = ("middle", *(f"output {n}" for n in range(12)), *(f"input {n}" for n in range(1, 12)))
 """Layer names the field accepts (ldm's U-Net blocks); the loaded model decides which of them exist."""
 LEGACY_COUNT = 7
 """Positional values of 0.2.0 (enabled ... preview); its UI sent a spare None after them, now read as a default."""
+POSITIONS = ("enabled", "scale", "blur_sigma", "threshold", "start", "end", "preview", "pag_enabled", "pag_scale",
+             "seg_enabled", "seg_scale", "seg_blur_sigma", "layer", "smooth_mask")
+"""The released positional order (0.2.0's seven, then later releases' appended); new fields follow it."""
 
-
-class SagParamError(ValueError):
-    """A SAG setting was refused; the message names the field, the value and what is allowed.
-
-    `value` is the refused value where one field's check refused it (None otherwise).
-    """
-
-    def __init__(self, field: str, message: str, value: Any = None) -> None:
-        super().__init__(f"Self-Attention Guidance: {message}")
-        self.field = field
-        self.value = value
-
-
-def shown(value: Any) -> str:
-    """`value` as a message shows it: its repr, shortened when long (an int of hundreds of digits)."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int longer than Python prints (sys.get_int_max_str_digits)
-        return f"an integer of {value.bit_length()} bits"
-    return text if len(text) <= 40 else f"{text[:20]}...{text[-8:]} ({len(text)} characters)"
-
-
-@dataclass(frozen=True)
-class Field:
-    """One SAG setting: where it lives on `SagParams`, how it is shown, and what it accepts."""
-
-    attr: str
-    label: str
-    infotext: str | None
-    default: Any
-    minimum: float | None = None
-    maximum: float | None = None
-    step: float | None = None
-    hint: str = ""
-    method: str = SAG
-    choices: tuple[str, ...] = ()
-    axis: str | None = None  # the X/Y/Z axis label after "[SAG] "; None: the attr's words
-    widget: str = "slider"  # for numbers: "slider", or "number" where a slider cannot reach every value
-
-    @property
-    def is_bool(self) -> bool:
-        return isinstance(self.default, bool)
-
-    @property
-    def is_choice(self) -> bool:
-        return bool(self.choices)
-
-    def describe_range(self) -> str:
-        if self.is_bool:
-            return "true or false"
-        if self.is_choice:
-            return "one of " + ", ".join(self.choices)
-        return f"a number from {self.minimum:g} to {self.maximum:g}"
-
-    def check(self, value: Any) -> Any:
-        """Return `value` as this field's type, or raise SagParamError naming the field."""
-        if self.is_choice:
-            if isinstance(value, str) and value.strip() in self.choices:
-                return value.strip()
-            raise self._refusal(value)
-        if self.is_bool:
-            if isinstance(value, bool):
-                return value
-            raise SagParamError(self.attr, f"{self.attr} ({self.label}) must be true or false; got {shown(value)}")
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise self._refusal(value)
-        try:
-            number = float(value)
-        except OverflowError:  # an int or Fraction beyond float range (10**400 from a script or the API)
-            raise self._refusal(value) from None
-        if not math.isfinite(number) or not self.minimum <= number <= self.maximum:
-            raise self._refusal(value)
-        return number
-
-    def _refusal(self, value: Any) -> SagParamError:
-        return SagParamError(self.attr, f"{self.attr} ({self.label}) must be {self.describe_range()}; "
-                                        f"got {shown(value)}", value)
-
-    def parse_text(self, text: str) -> Any:
-        """Read this field from infotext, where every value is a string."""
-        if self.is_bool:
-            lowered = text.strip().lower()
-            if lowered in ("true", "false"):
-                return lowered == "true"
-            raise SagParamError(self.attr, f"{self.infotext} must be True or False; got {shown(text)}")
-        if self.is_choice:
-            try:
-                return self.check(text)
-            except SagParamError:
-                raise SagParamError(self.attr, f"{self.infotext} must be {self.describe_range()}; "
-                                               f"got {shown(text)}") from None
-        try:
-            return self.check(float(text))
-        except ValueError as error:
-            if isinstance(error, SagParamError):
-                raise
-            raise SagParamError(
-                self.attr, f"{self.infotext} must be {self.describe_range()}; got {shown(text)}") from None
-
-
-FIELDS: tuple[Field, ...] = (
-    Field("enabled", "Self-Attention Guidance", "SAG enabled", False,
-          hint="Switch Self-Attention Guidance on: one extra uncond U-Net pass per guided step."),
-    Field("scale", "SAG scale", "SAG scale", 0.75, -2.0, 5.0, 0.05,
-          hint="How hard SAG pushes away from the blurred prediction. 0 switches the effect off; 0.5 to 1 is typical, "
-               "with every sampler (DDIM CFG++ too). At CFG scale 1 and below SAG sharpens the prompt's prediction."),
-    Field("blur_sigma", "SAG blur sigma", "SAG blur sigma", 2.0, 0.0, 10.0, 0.1,
-          hint="Gaussian blur strength (in latent pixels) applied where self-attention is concentrated. 1 to 3 is typical."),
-    Field("threshold", "SAG mask threshold", "SAG threshold", 1.0, 0.0, 4.0, 0.05,
-          hint="Tokens receiving more than this multiple of the average self-attention are blurred. 1 means above average."),
-    Field("start", "SAG start", "SAG start", 0.0, 0.0, 1.0, 0.01, method=SHARED,
+SHARED_FIELDS: tuple[Field, ...] = (
+    Field("start", "SAG start", "SAG start", 0.0, 0.0, 1.0, 0.01,
           hint="Fraction of the sampling pass at which SAG (and PAG, SEG) starts guiding."),
-    Field("end", "SAG end", "SAG end", 1.0, 0.0, 1.0, 0.01, method=SHARED,
+    Field("end", "SAG end", "SAG end", 1.0, 0.0, 1.0, 0.01,
           hint="Fraction of the sampling pass after which SAG (and PAG, SEG) stops guiding."),
     Field("preview", "Show where SAG acted", None, False, method=DISPLAY,
           hint="After the images, add one picture per image showing where SAG blurred, averaged over the guided "
                "steps, drawn over the result. The images themselves do not change."),
-    Field("pag_enabled", "Perturbed-Attention Guidance", None, False, method=PAG,
-          hint="Switch Perturbed-Attention Guidance on: one extra prompt-branch pass per guided step with the "
-               "chosen layer's self-attention replaced by the identity, and the result pushed away from it."),
-    Field("pag_scale", "PAG scale", "PAG scale", 3.0, 0.0, 10.0, 0.1, method=PAG, axis="PAG scale",
-          hint="How hard PAG pushes away from the prediction with identity self-attention; the paper uses 3 "
-               "(with CFG) to 5 (without). 0 switches the effect off."),
-    Field("seg_enabled", "Smoothed Energy Guidance", None, False, method=SEG,
-          hint="Switch Smoothed Energy Guidance on: one extra prompt-branch pass per guided step with the chosen "
-               "layer's queries blurred over the image, and the result pushed away from it."),
-    Field("seg_scale", "SEG scale", "SEG scale", 3.0, 0.0, 10.0, 0.1, method=SEG, axis="SEG scale",
-          hint="How hard SEG pushes away from the prediction with blurred attention; the paper uses 3. "
-               "0 switches the effect off."),
-    Field("seg_blur_sigma", "SEG blur sigma", "SEG blur sigma", 9999.0, 0.0, 9999.0, 0.5, method=SEG,
-          axis="SEG blur sigma", widget="number",
-          hint="Gaussian blur of the queries, in tokens of the chosen layer; 9999 means infinite (every token "
-               "attends alike), the paper's default. Smaller values perturb less."),
-    Field("layer", "Guided attention layer", "SAG layer", "middle", method=SHARED, choices=LAYERS,
+    Field("layer", "Guided attention layer", "SAG layer", "middle", choices=LAYERS,
           hint="The U-Net block whose self-attention SAG reads and PAG and SEG perturb: the middle block (the "
                "papers' choice) or an output (up) or input (down) block, numbered as in the model."),
-    Field("smooth_mask", "SAG smooth mask", "SAG smooth mask", False,
-          hint="Upsample SAG's attention map to the latent bilinearly before the threshold, so the blurred region "
-               "follows smooth outlines instead of the paper's nearest-neighbour token squares."),
 )
+"""The settings every method shares (the guided window and layer) and the display options."""
+
+
+def field_table(methods: Sequence[Method]) -> tuple[Field, ...]:
+    """Every field of `methods` and the shared ones, in positional order; refuses a name used twice."""
+    fields = [*(field for method in methods for field in method.fields), *SHARED_FIELDS]
+    attrs = [field.attr for field in fields]
+    twice = sorted({attr for attr in attrs if attrs.count(attr) > 1})
+    if twice:
+        raise ValueError(f"fields declared twice: {', '.join(twice)}")
+    rank = {attr: position for position, attr in enumerate(POSITIONS)}
+    return tuple(sorted(fields, key=lambda field: rank.get(field.attr, len(POSITIONS))))
+
+
+FIELDS: tuple[Field, ...] = field_table(METHODS)
+METHODS_BY_NAME: dict[str, Method] = {method.name: method for method in METHODS}
+SWITCH = {method.name: method.switch for method in METHODS}
+"""Each method's on/off field; a method acts when it is on and its scale is not 0."""
+SCALE = {method.name: method.scale for method in METHODS}
+"""Each method's scale field; its infotext key marks the method as on in a picture's parameters."""
+FIRST = METHODS[0].name
+"""The method a shared setting switches on when an override sets it and no method is on (SAG)."""
+
 
 FIELDS_BY_ATTR: dict[str, Field] = {f.attr: f for f in FIELDS}
 
@@ -198,24 +97,8 @@ def without_spare_slot(args: tuple) -> tuple:
     return tuple(args)
 
 
-@dataclass(frozen=True)
-class SagParams:
-    """Validated settings of SAG, PAG and SEG; building one with a bad value raises SagParamError."""
-
-    enabled: bool = False
-    scale: float = 0.75
-    blur_sigma: float = 2.0
-    threshold: float = 1.0
-    start: float = 0.0
-    end: float = 1.0
-    preview: bool = False
-    pag_enabled: bool = False
-    pag_scale: float = 3.0
-    seg_enabled: bool = False
-    seg_scale: float = 3.0
-    seg_blur_sigma: float = 9999.0
-    layer: str = "middle"
-    smooth_mask: bool = False
+class _Settings:
+    """The behaviour of SagParams; its fields come from the field table (see `SagParams` below)."""
 
     def __post_init__(self) -> None:
         for field in FIELDS:
@@ -224,22 +107,26 @@ class SagParams:
             raise SagParamError("start", f"start ({self.start:g}) must not be after end ({self.end:g})")
 
     def acts(self, method: str) -> bool:
-        """Whether `method` (SAG, PAG or SEG) is on with a scale that changes anything."""
+        """Whether `method` (a registered method's name) is on with a scale that changes anything."""
         return getattr(self, SWITCH[method]) and getattr(self, SCALE[method]) != 0.0
 
     @property
     def active(self) -> bool:
         """Whether sampling needs any work at all (every method off or at scale 0 is plain CFG)."""
-        return any(self.acts(method) for method in METHODS)
+        return any(self.acts(method) for method in SWITCH)
 
     @property
     def switched_on(self) -> bool:
         """Whether any method is switched on (its settings then go into the infotext, even at scale 0)."""
-        return any(getattr(self, SWITCH[method]) for method in METHODS)
+        return any(getattr(self, SWITCH[method]) for method in SWITCH)
 
     def in_window(self, progress: float) -> bool:
         """Whether a denoiser call at `progress` (step / total steps, 0..1) is guided."""
         return self.start <= progress and (progress < self.end or self.end >= 1.0)
+
+    def acting(self) -> tuple[Method, ...]:
+        """The registered methods that act, in registry order."""
+        return tuple(method for method in METHODS if self.acts(method.name))
 
     def replace(self, **changes: Any) -> "SagParams":
         return dataclasses.replace(self, **changes)
@@ -252,7 +139,7 @@ class SagParams:
         switches = {SWITCH[FIELDS_BY_ATTR[attr].method] for attr in overrides
                     if attr in FIELDS_BY_ATTR and FIELDS_BY_ATTR[attr].method in SWITCH}
         if not switches and not self.switched_on:
-            switches = {SWITCH[SAG]}
+            switches = {SWITCH[FIRST]}
         return self.replace(**{switch: True for switch in switches}, **dict(overrides))
 
     @classmethod
@@ -295,9 +182,9 @@ class SagParams:
     def from_infotext(cls, infotext: Mapping[str, str]) -> "SagParams":
         """From parsed infotext: each method on when its scale key is present; the defaults (off) without any."""
         values = {f.attr: f.parse_text(str(infotext[f.infotext])) for f in INFOTEXT_FIELDS if f.infotext in infotext}
-        for method in METHODS:
+        for method in SWITCH:
             values[SWITCH[method]] = FIELDS_BY_ATTR[SCALE[method]].infotext in infotext
-        if not any(values[SWITCH[method]] for method in METHODS):
+        if not any(values[SWITCH[method]] for method in SWITCH):
             return cls()
         return cls(**values)
 
@@ -321,3 +208,9 @@ class SagParams:
         paste sets, so that keys left out of a picture's parameters reset their controls to the defaults."""
         return [field.infotext for field in VALUE_FIELDS
                 if (self.switched_on if field.method == SHARED else getattr(self, SWITCH[field.method]))]
+
+
+SagParams = dataclasses.make_dataclass(
+    "SagParams", [(f.attr, type(f.default), dataclasses.field(default=f.default)) for f in FIELDS],
+    bases=(_Settings,), frozen=True, namespace={"__module__": __name__})
+SagParams.__doc__ = "Validated settings of every registered method; building one with a bad value raises SagParamError."

@@ -1,34 +1,39 @@
-"""The perturbed self-attention of Perturbed-Attention Guidance (PAG) and Smoothed Energy Guidance (SEG).
+"""Hooks that perturb a self-attention for some batch rows only: what PAG's and SEG's perturbations run in.
 
-PAG (Ahn et al. 2024) replaces a self-attention map by the identity: each token attends only to itself,
-so the attention's output is its value projection through its output projection. SEG (Hong 2024) blurs
-the queries over the token grid with a Gaussian before the host computes attention; an infinite blur
-gives every token the mean query.
-
-The host keeps its own attention forward (SDP, xformers ...). Forward hooks read what that forward
-computed (the values it passed through `to_v`, the queries out of `to_q`) and change the result of
-the perturbed batch rows only: every other row is the host's own output, bit for bit.
+A perturbation (sag_core/methods/pag.py, seg.py) names the projection it reads (`to_q` or `to_v`),
+may replace that projection's output for its rows (`project`), and may replace the attention's
+output for its rows from what it saw (`output`). The host keeps its own attention forward (SDP,
+xformers ...): forward hooks read what that forward computed and change the perturbed rows only;
+every other row is the host's own output, bit for bit.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Optional, Protocol, Sequence
 
 import torch
 from torch import nn
 
-from .blur import gaussian_blur_2d
 from .hooks import HookSet
 from .layers import AttentionLayer
-
-SEG_INFINITE_SIGMA = 9999.0
-"""A SEG sigma at or above this is an infinite blur: the field's default and maximum, so the default is infinite."""
 
 
 class PerturbationError(RuntimeError):
     """The perturbed rows could not be computed from what the host's forward did."""
+
+
+class Perturbation(Protocol):
+    projection: str
+    seen: str
+    needs_grid: bool
+    grid: Optional[tuple[int, int]]
+
+    def project(self, rows: torch.Tensor, grid: Optional[tuple[int, int]]) -> Optional[torch.Tensor]:
+        """The perturbed rows of the projection's output, or None to keep the host's."""
+
+    def output(self, attention: nn.Module, seen: torch.Tensor) -> Optional[torch.Tensor]:
+        """The perturbed rows of the attention's output from the projection rows seen, or None to keep the host's."""
 
 
 def token_grid(latent_size: tuple[int, int], factor: int) -> tuple[int, int]:
@@ -40,62 +45,13 @@ def token_grid(latent_size: tuple[int, int], factor: int) -> tuple[int, int]:
     return -(-height // factor), -(-width // factor)
 
 
-def identity_attention(attention: nn.Module, value: torch.Tensor) -> torch.Tensor:
-    """PAG's perturbed output: the rows' own values (rows, N, inner) through the attention's output projection."""
-    return attention.to_out(value)
-
-
-def seg_kernel_size(sigma: float, side: int) -> int:
-    """SEG's odd kernel size along a grid side: ceil(6 sigma) made odd, at most the side (side + 1 if even)."""
-    size = math.ceil(6 * sigma)
-    size += 1 - size % 2
-    return min(size, side if side % 2 else side + 1)
-
-
-def smooth_queries(q: torch.Tensor, grid: tuple[int, int], sigma: float) -> torch.Tensor:
-    """SEG's perturbed queries: each channel of q (rows, h*w, C) blurred over the (h, w) token grid.
-
-    Reflect-padded Gaussian of `sigma` tokens; from SEG_INFINITE_SIGMA on every token gets the mean query.
-    """
-    height, width = grid
-    rows, tokens, channels = q.shape
-    if tokens != height * width:
-        raise ValueError(f"{tokens} query tokens do not fill a {height} x {width} token grid")
-    if sigma >= SEG_INFINITE_SIGMA:
-        return q.mean(dim=1, keepdim=True).expand_as(q).contiguous()
-    image = q.transpose(1, 2).reshape(rows, channels, height, width)
-    sizes = (seg_kernel_size(sigma, height), seg_kernel_size(sigma, width))
-    blurred = gaussian_blur_2d(image, sigma, sizes)
-    return blurred.reshape(rows, channels, tokens).transpose(1, 2)
-
-
-@dataclass(frozen=True)
-class IdentityAttention:
-    """PAG: the perturbed rows' attention map is the identity."""
-
-
-@dataclass(frozen=True)
-class SmoothedQueries:
-    """SEG: the perturbed rows' queries are blurred by `sigma` tokens over the layer's (h, w) token grid.
-
-    A `grid` of None is read at each forward from the layer's transformer input (see PerturbedLayer).
-    """
-
-    grid: tuple[int, int] | None
-    sigma: float
-
-
-Perturbation = Union[IdentityAttention, SmoothedQueries]
-
-
 @dataclass
 class _Run:
-    """One forward of the hooked attention: the perturbed rows' index, and their values once seen."""
+    """One forward of the hooked attention: the perturbed rows' index, and their projection rows once seen."""
 
     x: torch.Tensor
     index: torch.Tensor
-    value: torch.Tensor | None = None
-    queries_seen: bool = False
+    seen: Optional[torch.Tensor] = None
 
 
 class PerturbedSelfAttention(HookSet):
@@ -106,18 +62,18 @@ class PerturbedSelfAttention(HookSet):
     the `with` block, whatever ended it (an exception, KeyboardInterrupt).
 
     With a `period`, a batch is read as whole repeats of `period` rows (a tiler sends several tiles of one
-    call per batch) and `rows` are perturbed in each repeat. `grid` gives SEG's token grid when the
-    perturbation leaves it open.
+    call per batch) and `rows` are perturbed in each repeat. `grid` gives the token grid when the
+    perturbation needs one and leaves it open.
     """
 
     def __init__(self, attention: nn.Module, rows: Sequence[int], perturbation: Perturbation,
-                 period: int | None = None, grid: Callable[[], tuple[int, int] | None] | None = None) -> None:
+                 period: Optional[int] = None, grid: Optional[Callable[[], Optional[tuple[int, int]]]] = None) -> None:
         rows = list(rows)
         if len(set(rows)) != len(rows) or any(row < 0 for row in rows):
             raise ValueError(f"perturbed rows must be distinct and non-negative, got {rows}")
         if period is not None and rows and max(rows) >= period:
             raise ValueError(f"perturbed rows {rows} do not fit a period of {period} rows")
-        self._run: _Run | None = None
+        self._run: Optional[_Run] = None
         super().__init__()
         self.attention = attention
         self.rows = rows
@@ -127,11 +83,9 @@ class PerturbedSelfAttention(HookSet):
 
     def _register(self) -> list[Any]:
         attention = self.attention
-        projection = (attention.to_q.register_forward_hook(self._on_queries)
-                      if isinstance(self.perturbation, SmoothedQueries)
-                      else attention.to_v.register_forward_hook(self._on_values))
+        projection = getattr(attention, self.perturbation.projection)
         return [attention.register_forward_pre_hook(self._before, with_kwargs=True),
-                attention.register_forward_hook(self._after), projection]
+                attention.register_forward_hook(self._after), projection.register_forward_hook(self._on_projection)]
 
     def remove(self) -> None:
         """Remove every hook and forget a forward cut short; safe to call any number of times."""
@@ -144,7 +98,7 @@ class PerturbedSelfAttention(HookSet):
             return
         x = args[0] if args else kwargs["x"]
         rows = self._rows_of_batch(x.shape[0])
-        if isinstance(self.perturbation, SmoothedQueries):
+        if self.perturbation.needs_grid:
             grid = self._current_grid()
             if grid is None:
                 raise PerturbationError("the layer's token grid is unknown: its transformer did not run first")
@@ -162,56 +116,44 @@ class PerturbedSelfAttention(HookSet):
             raise PerturbationError(f"a batch of {batch} rows is not whole repeats of the {self.period} rows sent")
         return [start + row for start in range(0, batch, self.period) for row in self.rows]
 
-    def _current_grid(self) -> tuple[int, int] | None:
-        grid = self.perturbation.grid
+    def _current_grid(self) -> Optional[tuple[int, int]]:
+        grid = getattr(self.perturbation, "grid", None)
         return grid if grid is not None or self._grid is None else self._grid()
 
-    def _own_projection(self, output: torch.Tensor) -> _Run | None:
-        """The run in flight, if this projection output is its first one over the attention's own tokens."""
+    def _on_projection(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Optional[torch.Tensor]:
+        """The first projection output over the attention's own tokens in the run in flight: keep its rows and
+        give the perturbation the chance to replace them."""
         run = self._run
-        if run is None or output.shape[:2] != run.x.shape[:2]:
+        if run is None or output.shape[:2] != run.x.shape[:2] or run.seen is not None:
             return None
-        return run
+        run.seen = output.index_select(0, run.index)
+        replaced = self.perturbation.project(run.seen, self._current_grid() if self.perturbation.needs_grid else None)
+        return None if replaced is None else output.index_copy(0, run.index, replaced.to(output.dtype))
 
-    def _on_values(self, module: nn.Module, args: tuple, output: torch.Tensor) -> None:
-        run = self._own_projection(output)
-        if run is not None and run.value is None:
-            run.value = output.index_select(0, run.index)
-
-    def _on_queries(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        run = self._own_projection(output)
-        if run is None or run.queries_seen:
-            return None
-        run.queries_seen = True
-        smoothed = smooth_queries(output.index_select(0, run.index), self._current_grid(), self.perturbation.sigma)
-        return output.index_copy(0, run.index, smoothed.to(output.dtype))
-
-    def _after(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    def _after(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Optional[torch.Tensor]:
         run, self._run = self._run, None
         if run is None:
             return None
-        if isinstance(self.perturbation, SmoothedQueries):
-            if not run.queries_seen:
-                raise PerturbationError("the host's attention forward computed no queries through to_q")
-            return None
-        if run.value is None:
-            raise PerturbationError("the host's attention forward computed no values through to_v")
-        perturbed = identity_attention(module, run.value)
-        return output.index_copy(0, run.index, perturbed.to(output.dtype))
+        perturbation = self.perturbation
+        if run.seen is None:
+            raise PerturbationError(
+                f"the host's attention forward computed no {perturbation.seen} through {perturbation.projection}")
+        perturbed = perturbation.output(module, run.seen)
+        return None if perturbed is None else output.index_copy(0, run.index, perturbed.to(output.dtype))
 
 
 class PerturbedLayer(HookSet):
     """One method's perturbation on every self-attention of a named layer, for its own rows of each batch.
 
-    The layer's transformer input gives SEG its token grid at each forward (tiles and hires passes
-    change it); the rows are read in repeats of `period` (see PerturbedSelfAttention).
+    The layer's transformer input gives the token grid at each forward (tiles and hires passes change
+    it); the rows are read in repeats of `period` (see PerturbedSelfAttention).
     """
 
     def __init__(self, layer: AttentionLayer, rows: Sequence[int], perturbation: Perturbation,
-                 period: int | None = None) -> None:
+                 period: Optional[int] = None) -> None:
         super().__init__()
         self.layer = layer
-        self.grid: tuple[int, int] | None = None
+        self.grid: Optional[tuple[int, int]] = None
         self.parts = [PerturbedSelfAttention(attention, rows, perturbation, period, lambda: self.grid)
                       for attention in layer.attentions]
 

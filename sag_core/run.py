@@ -1,109 +1,145 @@
-"""Per-generation guidance state (SAG, PAG, SEG), driven by the three stages of a CFG denoiser call."""
+"""Per-generation guidance state, driven by the three stages of a CFG denoiser call, for every registered method.
+
+Per denoiser call a host adapter calls `begin_step` (before the model, with the step's row sets),
+`guide` (after the model, before CFG is combined) and `take_term` (after CFG). The run asks each
+acting method for its rows of one extra model call (sag_core/extra_pass.py) and sums their terms.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .attention_hook import MiddleAttentionHook, Recorded, SaliencyRecorder
+from .attention_hook import SaliencyHook, SaliencyRecorder
 from .conditioning import Conditioning
 from .extra_pass import ExtraRows, predict_together
-from .guidance import OutputSpace, degraded_input, perturbation_term, sag_guidance
-from .layers import find_layer
-from .params import PAG, SAG, SCALE, SEG, SagParams
-from .perturbation import IdentityAttention, Perturbation, SmoothedQueries
+from .layers import AttentionLayer, find_layer
+from .methods import PROMPT, UNCOND, Method, RunOptions, Step
+from .methods.base import OutputSpace
+from .params import SagParams
+from .tracking import RowTracker, RowTrackingHook
 
 Predict = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
-MaskFunction = Callable[[torch.Tensor, tuple[int, int], tuple[int, int], float], torch.Tensor]
 
 RUN_OPTIONS_ATTR = "sag_run_options"
 """Attribute of a job object carrying its RunOptions (the lab's ablations set it; users never do)."""
 
+__all__ = ["PROMPT", "RUN_OPTIONS_ATTR", "UNCOND", "RowSet", "RunOptions", "SagRun"]
+
 
 @dataclass(frozen=True)
-class RunOptions:
-    """Choices beyond the user's settings, for experiments such as the lab's ablations.
+class RowSet:
+    """One kind of row of a step (one per image): their indices among the step's rows and their conditioning
+    as the CFG callback showed it (used only where no model call showed what the host really sent)."""
 
-    `sag_branch`: "auto" guides the uncond rows, or the prompt's at CFG scale 1 and below; "negative"
-    always the uncond rows. `mask`: replaces `saliency_mask(saliency, grid, size, threshold)`.
-    """
-
-    sag_branch: str = "auto"
-    mask: MaskFunction | None = None
+    rows: list[int]
+    cond: Conditioning
 
 
 @dataclass
-class _GuidedInputs:
-    """The guided rows of a step: their indices among the step's rows, inputs and fallback conditioning."""
-
+class _Rows:
     rows: list[int]
     x: torch.Tensor
     sigma: torch.Tensor
     cond: Conditioning
 
 
-@dataclass(frozen=True)
-class _Terms:
-    """A guided step's result: the summed term of the methods and SAG's mask (None without SAG)."""
+class _Hooks:
+    """What the run holds on one U-Net: the row tracking, SAG's saliency hook when it acts, the resolved layer."""
 
-    term: torch.Tensor
-    mask: torch.Tensor | None
+    def __init__(self, unet: nn.Module, model: Optional[nn.Module], layer: AttentionLayer,
+                 tracker: RowTracker, recorder: Optional[SaliencyRecorder]) -> None:
+        self.unet, self.model, self.layer = unet, model, layer
+        self.parts = [RowTrackingHook(unet, tracker, model)]
+        if recorder is not None:
+            self.parts.append(SaliencyHook(layer, recorder))
+
+    @property
+    def installed(self) -> bool:
+        return all(part.installed for part in self.parts)
+
+    def install(self) -> "_Hooks":
+        for part in self.parts:
+            part.install()
+        return self
+
+    def remove(self) -> None:
+        for part in self.parts:
+            part.remove()
 
 
 class SagRun:
-    """One generation's guidance: hook on the current U-Net, the step in flight, and what happened.
+    """One generation's guidance: hooks on the current U-Net, the step in flight, and what happened.
 
-    Per denoiser call: `begin_step` (before the model), `guide` (after the model, before CFG is
-    combined), `take_term` (after CFG). SAG's guided rows are one per image: the uncond rows, or at CFG
-    scale 1 and below the prompt's; PAG and SEG guide the first prompt row of each image. A step whose
-    guided rows were not all seen is skipped and counted.
+    A step whose rows were not all seen is skipped and counted; one whose extra pass raised is
+    counted as failed (its first message kept for one console line) and left unguided.
     """
 
-    def __init__(self, params: SagParams, options: RunOptions = RunOptions()) -> None:
+    def __init__(self, params: SagParams, options: RunOptions = RunOptions(), cfg_scale: float = 7.0) -> None:
         self.params = params
         self.options = options
-        self.recorder = SaliencyRecorder(params.smooth_mask)
-        self.hook: MiddleAttentionHook | None = None
-        self.guided_steps = 0
-        self.skipped_steps = 0
+        self.cfg_scale = cfg_scale
+        self.methods: tuple[Method, ...] = params.acting()
+        self.kinds = {method.name: method.rows(cfg_scale, options) for method in self.methods}
+        self.tracker = RowTracker()
+        saliency = [method for method in self.methods if method.records_saliency]
+        self._saliency_kind = self.kinds[saliency[0].name] if saliency else None
+        self.recorder = SaliencyRecorder(self.tracker, params.smooth_mask) if saliency else None
+        self.hooks: Optional[_Hooks] = None
+        self.states = {method.name: method.new_state() for method in self.methods}
+        self.guided_steps = self.skipped_steps = 0
         self.failed_steps = 0  # this batch's steps whose guidance raised; never guided
         self.job_failed_steps = 0  # every batch's, with the first failure's message, for one console line
-        self.first_failure: str | None = None
-        self.mask_sum: torch.Tensor | None = None
+        self.first_failure: Optional[str] = None
+        self.mask_sum: Optional[torch.Tensor] = None
         self.mask_steps = 0
-        self._inputs: _GuidedInputs | None = None
-        self._prompt: _GuidedInputs | None = None
-        self._term: torch.Tensor | None = None
+        self._rows: Optional[dict[str, _Rows]] = None
+        self._term: Optional[torch.Tensor] = None
 
-    def attach(self, unet: nn.Module, model: nn.Module | None = None) -> None:
-        """Hook `unet` and the sampler's `model` around it (moving the hooks if either changed since the last step)."""
-        hook = self.hook
-        if hook is not None and hook.unet is unet and hook.model is model and hook.installed:
+    @property
+    def kinds_needed(self) -> set[str]:
+        """The row kinds (UNCOND, PROMPT) the acting methods guide or read the predictions of."""
+        return set(self.kinds.values()).union(*(method.predictions for method in self.methods))
+
+    @property
+    def layer(self) -> Optional[AttentionLayer]:
+        """The guided layer of the hooked U-Net, resolved once when it was hooked."""
+        return self.hooks.layer if self.hooks is not None else None
+
+    def attach(self, unet: nn.Module, model: Optional[nn.Module] = None, layer: Optional[AttentionLayer] = None) -> None:
+        """Hook `unet` and the sampler's `model` around it (moving the hooks if either changed since the last step).
+
+        `layer` is the guided layer when the caller has already resolved it on this `unet`.
+        """
+        hooks = self.hooks
+        if hooks is not None and hooks.unet is unet and hooks.model is model and hooks.installed:
             return
         self.detach()
-        self.hook = MiddleAttentionHook(unet, self.recorder, model, self.params.layer).install()
+        resolved = layer if layer is not None else find_layer(unet, self.params.layer)
+        self.hooks = _Hooks(unet, model, resolved, self.tracker, self.recorder).install()
 
     def detach(self) -> None:
-        """Remove the hook, if any; idempotent."""
-        if self.hook is not None:
-            self.hook.remove()
-            self.hook = None
+        """Remove the hooks, if any; idempotent."""
+        if self.hooks is not None:
+            self.hooks.remove()
+            self.hooks = None
 
     def reset_batch(self) -> None:
-        """Start counting and accumulating afresh, as each batch of a job does."""
+        """Start counting, accumulating and every method's state afresh, as each batch of a job does."""
         self.guided_steps = self.skipped_steps = self.failed_steps = self.mask_steps = 0
         self.mask_sum = None
+        self.states = {method.name: method.new_state() for method in self.methods}
 
-    def mean_mask(self) -> torch.Tensor | None:
+    def mean_mask(self) -> Optional[torch.Tensor]:
         """The blur mask averaged over the guided steps of the latest pass, (rows, 1, h, w); None if none."""
         if self.mask_sum is None or self.mask_steps == 0:
             return None
         return self.mask_sum / self.mask_steps
 
-    def where_acted(self, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def where_acted(self, keep: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
         """Per image of the batch, the (h, w) share of guided steps in which SAG blurred each latent cell,
         confined to `keep` (inpainting's regenerated area) when given."""
         mean = self.mean_mask()
@@ -119,92 +155,77 @@ class SagRun:
 
     def skip_step(self) -> None:
         """Count a step in the window that cannot be guided."""
-        self._inputs = self._prompt = self._term = None
+        self._rows = self._term = None
         self.skipped_steps += 1
 
-    def begin_step(self, x_in: torch.Tensor, sigma_in: torch.Tensor, rows: Sequence[int], cond: Conditioning,
-                   progress: float, prompt_rows: Sequence[int] | None = None,
-                   prompt_cond: Conditioning = None) -> bool:
-        """Note this step's guided `rows` of `x_in` (one per image: SAG's) and their `cond` to fall back on,
-        and the first prompt row of each image with its `prompt_cond` (PAG's and SEG's; `rows` if None).
-
-        False if the step is not guided. A `cond` is used only where no model call showed the
-        conditioning the host really sent for those rows.
-        """
-        self._inputs = self._prompt = None
-        self._term = None
+    def begin_step(self, x_in: torch.Tensor, sigma_in: torch.Tensor, row_sets: Mapping[str, RowSet],
+                   progress: float) -> bool:
+        """Note this step's row sets (one RowSet per kind in `kinds_needed`) of `x_in`; False if it is not guided."""
+        self._rows = self._term = None
         if not self.in_window(progress):
             return False
-        rows = list(rows)
-        prompt_rows, prompt_cond = (rows, cond) if prompt_rows is None else (list(prompt_rows), prompt_cond)
-        self._inputs = _GuidedInputs(rows, x_in[rows], sigma_in[rows], cond)
-        self._prompt = _GuidedInputs(prompt_rows, x_in[prompt_rows], sigma_in[prompt_rows], prompt_cond)
-        perturbed = self.params.acts(PAG) or self.params.acts(SEG)
-        self.recorder.begin(x_in, rows if self.params.acts(SAG) else [], prompt_rows if perturbed else [])
+        self._rows = {kind: _Rows(list(row_set.rows), x_in[list(row_set.rows)], sigma_in[list(row_set.rows)],
+                                  row_set.cond) for kind, row_set in row_sets.items() if kind in self.kinds_needed}
+        self.tracker.begin(x_in, {kind: rows.rows for kind, rows in self._rows.items()})
+        if self.recorder is not None:
+            self.recorder.begin(x_in, self._rows[self._saliency_kind].rows)
         return True
 
     def guide(self, x_out: torch.Tensor, space: OutputSpace, predict: Predict) -> None:
-        """Compute the guidance term from the guided rows of the model output `x_out`."""
-        inputs, prompt, self._inputs, self._prompt = self._inputs, self._prompt, None, None
-        if inputs is None:
+        """Compute the guidance term from the model output `x_out` of the step's rows."""
+        rows, self._rows = self._rows, None
+        if rows is None:
             return
-        recorded = self.recorder.finish()
-        if recorded is None:
+        conds = self.tracker.finish()
+        saliency = self.recorder.finish() if self.recorder is not None else None
+        if conds is None or (self.recorder is not None and saliency is None):
             self.skipped_steps += 1
             return
         try:
-            terms = self._terms(inputs, prompt, recorded, x_out, space, predict)
+            term, mask = self._terms(rows, conds, saliency, x_out, space, predict)
         except Exception as error:  # e.g. the extra pass out of memory; the webui would swallow it unseen
             self.failed_steps += 1
             self.job_failed_steps += 1
             if self.first_failure is None:  # the message only: a traceback would keep the step's tensors alive
                 self.first_failure = f"{type(error).__name__}: {error}"
             return
-        self._term = terms.term
+        self._term = term
         self.guided_steps += 1
-        if terms.mask is not None:
-            self._accumulate_mask(terms.mask)
+        if mask is not None:
+            self._accumulate_mask(mask)
 
-    def _perturbations(self) -> list[tuple[str, Perturbation]]:
-        """PAG's and SEG's perturbations, for those of them that act, in that order."""
-        params = self.params
-        methods = [(PAG, IdentityAttention()), (SEG, SmoothedQueries(None, params.seg_blur_sigma))]
-        return [(method, perturbation) for method, perturbation in methods if params.acts(method)]
+    def _step_of(self, method: Method, rows: dict[str, _Rows], conds: dict[str, Conditioning],
+                 saliency: Optional[torch.Tensor], x_out: torch.Tensor, space: OutputSpace) -> Step:
+        kind = self.kinds[method.name]
+        own = rows[kind]
+        cond = conds.get(kind)
+        prompt, uncond = rows.get(PROMPT), rows.get(UNCOND)
+        return Step(own.x, own.sigma, x_out[own.rows], cond if cond is not None else own.cond, space, self.params,
+                    self.cfg_scale, self.options, saliency if method.records_saliency else None,
+                    tuple(own.x.shape[-2:]), x_out[prompt.rows] if prompt is not None else None,
+                    x_out[uncond.rows] if uncond is not None else None, self.states[method.name])
 
-    def _terms(self, inputs: _GuidedInputs, prompt: _GuidedInputs, recorded: Recorded, x_out: torch.Tensor,
-               space: OutputSpace, predict: Predict) -> _Terms:
-        """Every method's term of this step, from one extra model call (see predict_together).
+    def _terms(self, rows: dict[str, _Rows], conds: dict[str, Conditioning], saliency: Optional[torch.Tensor],
+               x_out: torch.Tensor, space: OutputSpace, predict: Predict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Every acting method's term of this step, from one extra model call (see predict_together)."""
+        steps = [self._step_of(method, rows, conds, saliency, x_out, space) for method in self.methods]
+        extras = [method.extra(step) for method, step in zip(self.methods, steps)]
+        parts = [ExtraRows(extra.x, extra.sigma, extra.cond, extra.perturbation) for extra in extras
+                 if extra is not None and extra.prediction is None]
+        perturbed = any(part.perturbation is not None for part in parts)
+        predictions = iter(predict_together(parts, predict, self.layer if perturbed else None) if parts else ())
+        term, mask = None, None
+        for method, step, extra in zip(self.methods, steps, extras):
+            prediction = None if extra is None else extra.prediction
+            if extra is not None and prediction is None:
+                prediction = next(predictions)
+            method_term = method.term(step, extra, prediction)
+            term = method_term if term is None else term + method_term
+            if extra is not None and extra.mask is not None:
+                mask = extra.mask
+        return term, mask
 
-        Where SAG's degradation leaves its input bit for bit as it was (blur sigma 0, nothing above the
-        threshold), the model's prediction for it is the host's own uncond prediction of this step, so it is
-        taken from there rather than asked again: a call of other rows would round differently on CPU
-        kernels that block by batch size (the webui batches prompt and negative rows together with its
-        prompt padding on), and SAG at no blur would not be CFG bit for bit.
-        """
-        params, parts, degraded, sag_prediction = self.params, [], None, None
-        if params.acts(SAG):
-            degraded = degraded_input(inputs.x, inputs.sigma, x_out[inputs.rows], recorded.saliency, recorded.size,
-                                      blur_sigma=params.blur_sigma, threshold=params.threshold, space=space,
-                                      mask_function=self.options.mask)
-            if torch.equal(degraded.x, inputs.x):
-                sag_prediction = x_out[inputs.rows]
-            else:
-                parts.append(ExtraRows(degraded.x, inputs.sigma, _either(recorded.cond, inputs.cond)))
-        perturbations = self._perturbations()
-        prompt_cond = _either(recorded.other_cond, prompt.cond)
-        parts += [ExtraRows(prompt.x, prompt.sigma, prompt_cond, perturbation) for _, perturbation in perturbations]
-        layer = find_layer(self.hook.unet, params.layer) if perturbations and self.hook is not None else None
-        predictions = iter(predict_together(parts, predict, layer) if parts else ())
-        term = 0
-        if degraded is not None:
-            prediction = next(predictions) if sag_prediction is None else sag_prediction
-            term = sag_guidance(degraded.target, prediction, params.scale)
-        pred_cond = x_out[prompt.rows]
-        for method, _ in perturbations:
-            term = term + perturbation_term(pred_cond, next(predictions), getattr(params, SCALE[method]))
-        return _Terms(term, degraded.mask if degraded is not None else None)
-
-    def take_term(self, keep: torch.Tensor | None = None) -> torch.Tensor | None:
+    def take_term(self, keep: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
         """This step's guidance term, once; `keep` (1 = regenerate) confines it, as inpainting needs."""
         term, self._term = self._term, None
         if term is None or keep is None:
@@ -219,8 +240,3 @@ class SagRun:
         else:
             self.mask_sum += mask
             self.mask_steps += 1
-
-
-def _either(recorded: Conditioning, fallback: Conditioning) -> Conditioning:
-    """The conditioning the host was seen to send, else the one the CFG callback showed."""
-    return recorded if recorded is not None else fallback

@@ -6,7 +6,9 @@ import torch.nn.functional as F
 
 from models import attention_probs as ldm_probs, tiny_unet
 from modules import sd_hijack_unet
-from sag_core.attention_hook import MiddleAttentionHook, SaliencyRecorder, find_middle_self_attention, locate_tile
+from recording import Recording
+from sag_core.attention_hook import find_middle_self_attention
+from sag_core.tracking import locate_tile
 from sag_core.saliency import saliency_from_probs
 
 
@@ -40,12 +42,12 @@ def test_grid_is_measured_at_the_hook_with_ceil_and_saliency_matches_ldm(latent,
     """Saliency comes back over the whole latent: ldm's own, on the measured token grid, stretched (nearest)."""
     unet = tiny_unet()
     _, attention = find_middle_self_attention(unet)
-    recorder = SaliencyRecorder()
+    recorder = Recording(unet)
     seen = {}
     attention.register_forward_hook(lambda m, args, out: seen.setdefault("x", args[0]))
     x = torch.randn(3, 4, *latent)
     context = torch.randn(3, 77, 32)
-    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+    with torch.no_grad(), recorder:
         recorder.begin(x, rows=[1, 2])
         forward(unet, x, context)
         recorded = recorder.finish()
@@ -63,8 +65,8 @@ def test_hook_leaves_the_unet_output_unchanged():
     x, context = torch.randn(2, 4, 16, 24), torch.randn(2, 77, 32)
     with torch.no_grad():
         plain = forward(unet, x, context)
-        recorder = SaliencyRecorder()
-        with MiddleAttentionHook(unet, recorder):
+        recorder = Recording(unet)
+        with recorder:
             recorder.begin(x, [x.shape[0] - 1])
             hooked = forward(unet, x, context)
     assert torch.equal(plain, hooked)
@@ -75,8 +77,8 @@ def test_uncond_rows_are_found_across_sliced_calls():
     """batch_cond_uncond off: rows arrive in slices; the uncond rows (last 2 of 5) straddle two calls."""
     unet = tiny_unet()
     x, context = torch.randn(5, 4, 16, 16), torch.randn(5, 77, 32)
-    recorder = SaliencyRecorder()
-    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+    recorder = Recording(unet)
+    with torch.no_grad(), recorder:
         recorder.begin(x, [3, 4])
         forward(unet, x, context)
         whole = recorder.finish().saliency
@@ -89,8 +91,8 @@ def test_uncond_rows_are_found_across_sliced_calls():
 
 def test_a_step_whose_uncond_rows_never_ran_records_nothing():
     unet = tiny_unet()
-    recorder = SaliencyRecorder()
-    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+    recorder = Recording(unet)
+    with torch.no_grad(), recorder:
         recorder.begin(torch.randn(4, 4, 16, 16), [2, 3])
         forward(unet, torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32))
         assert recorder.finish() is None
@@ -105,7 +107,7 @@ def test_hook_is_removed_when_the_forward_raises():
 
     unet.output_blocks[0].register_forward_pre_hook(explode)
     with pytest.raises(RuntimeError, match="boom"):
-        with torch.no_grad(), MiddleAttentionHook(unet, SaliencyRecorder()) as hook:
+        with torch.no_grad(), Recording(unet) as hook:
             assert hook.installed and len(attention._forward_pre_hooks) == 1 and unet._forward_pre_hooks
             forward(unet, torch.randn(1, 4, 16, 16), torch.randn(1, 77, 32))
     assert not transformer._forward_pre_hooks and not attention._forward_pre_hooks and not unet._forward_pre_hooks
@@ -114,7 +116,7 @@ def test_hook_is_removed_when_the_forward_raises():
 def test_remove_is_idempotent_and_install_does_not_stack():
     unet = tiny_unet()
     _, attention = find_middle_self_attention(unet)
-    hook = MiddleAttentionHook(unet, SaliencyRecorder())
+    hook = Recording(unet)
     hook.install()
     hook.install()
     assert len(attention._forward_pre_hooks) == 1
@@ -138,7 +140,7 @@ def test_locate_tile_finds_where_a_scaled_tile_was_cut_and_refuses_anything_else
 
 def one_unet_call_on_a_2x2_grid(attention, x, *hidden_runs):
     """One denoiser step (last row uncond) of one whole-latent U-Net call whose middle attention ran on `hidden_runs`."""
-    recorder = SaliencyRecorder()
+    recorder = Recording()
     recorder.begin(x, [x.shape[0] - 1])
     recorder.observe_unet_input(x)
     recorder.observe_grid(2, 2)
@@ -176,9 +178,9 @@ def test_a_second_run_of_the_middle_attention_within_one_unet_call_records_nothi
 def test_a_model_call_beyond_the_steps_rows_records_nothing_and_raises_nothing():
     """An extension calling the sampler's model once more in a step: its rows cannot be the step's."""
     unet = tiny_unet()
-    recorder = SaliencyRecorder()
+    recorder = Recording(unet)
     x, context = torch.randn(2, 4, 16, 16), torch.randn(2, 77, 32)
-    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+    with torch.no_grad(), recorder:
         recorder.begin(x, [x.shape[0] - 1])
         recorder.observe_model_call(x)
         forward(unet, x, context)

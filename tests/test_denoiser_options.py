@@ -12,7 +12,8 @@ import harness
 from models import attention_probs
 from modules import shared
 from modules.hypernetworks.hypernetwork import Hypernetwork, apply_hypernetworks
-from sag_core.attention_hook import MiddleAttentionHook, SaliencyRecorder, find_middle_self_attention
+from recording import Recording
+from sag_core.attention_hook import find_middle_self_attention
 from sag_core.conditioning import concat_rows, slice_rows, take_rows
 from sag_core.saliency import saliency_from_probs
 
@@ -111,10 +112,10 @@ def test_sdxl_style_conditioning_rows_are_sliced_and_joined_per_key():
 def test_an_sdxl_style_model_call_gives_the_guided_rows_their_padded_conditioning():
     """The recorder keeps each guided row's conditioning from the model call that took it (dict conds too)."""
     unet = harness_unet()
-    recorder = SaliencyRecorder()
+    recorder = Recording(unet)
     x = torch.randn(4, 4, 16, 16)
     cond = {"crossattn": torch.randn(4, 154, 32), "vector": torch.randn(4, 6), "c_concat": [torch.zeros(4, 5, 1, 1)]}
-    with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+    with torch.no_grad(), recorder:
         recorder.begin(x, [2, 3])
         recorder.observe_model_call(x, cond)
         unet(x, torch.full((4,), 500.0), context=cond["crossattn"])
@@ -195,9 +196,9 @@ def test_saliency_uses_the_keys_the_hosts_attention_computed_with_a_hypernetwork
 
     attention.register_forward_pre_hook(keep_input, with_kwargs=True)
     x = torch.randn(2, 4, 16, 16)
-    recorder = SaliencyRecorder()
+    recorder = Recording(unet)
     try:
-        with torch.no_grad(), MiddleAttentionHook(unet, recorder):
+        with torch.no_grad(), recorder:
             recorder.begin(x, [1])
             unet(x, torch.full((2,), 500.0), context=torch.randn(2, 77, 32))
             recorded = recorder.finish()

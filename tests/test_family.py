@@ -14,7 +14,9 @@ from modules import script_callbacks, shared
 from sag_core.attention_hook import find_middle_self_attention
 from sag_core.layers import attention_layers, find_layer
 from sag_core.params import FIELDS_BY_ATTR, SagParamError, SagParams
-from sag_core.perturbation import IdentityAttention, PerturbedLayer, SmoothedQueries
+from sag_core.methods.pag import IdentityAttention
+from sag_core.methods.seg import SmoothedQueries
+from sag_core.perturbation import PerturbedLayer
 
 pytestmark = pytest.mark.usefixtures("sd1_host")
 

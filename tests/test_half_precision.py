@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import harness
-import sag_core.guidance as guidance
+import sag_core.methods.sag as guidance
 from models import TinyLatentDiffusion, tiny_unet
 from modules import devices, processing, script_callbacks, scripts, sd_models, shared
 from sag_core.attention_hook import find_middle_self_attention

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sag_core.blur import degrade_x0, gaussian_blur_2d, kernel_size_for
-from sag_core.guidance import sag_guidance, sag_step
+from sag_core.methods.sag import degraded_input, sag_guidance
 from sag_core.saliency import query_chunk_size, saliency_from_probs, saliency_from_qk, saliency_mask
 from sag_core.spaces import EpsSpace, X0Space
 
@@ -25,6 +25,12 @@ def random_probs(batch, heads, tokens, seed=0):
 def sd_scheduler():
     return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
 
+
+
+def sag_step(x, sigma, out, *, saliency, grid, scale, blur_sigma, threshold, space, predict):
+    """One SAG step as the run takes it: the degraded input (sag_core.methods.sag), predicted again, its term."""
+    degraded = degraded_input(x, sigma, out, saliency, grid, blur_sigma=blur_sigma, threshold=threshold, space=space)
+    return degraded.mask, sag_guidance(degraded.target, predict(degraded.x), scale)
 
 def test_saliency_has_mean_one_so_threshold_one_means_above_average():
     saliency = saliency_from_probs(random_probs(2, 8, 30), heads=8)
@@ -145,9 +151,9 @@ def test_x0_and_eps_paths_give_the_same_guidance_on_the_same_step():
     saliency = saliency_from_probs(random_probs(1, 4, 4), heads=4)
     kwargs = dict(saliency=saliency, grid=(2, 2), scale=0.8, blur_sigma=1.5, threshold=1.0)
 
-    eps_step = sag_step(x_t, t, eps_model(x_t), space=EpsSpace(alphas), predict=eps_model, **kwargs)
-    x0_step = sag_step(x, sigma, x0_model(x), space=X0Space(), predict=x0_model, **kwargs)
+    eps_mask, eps_term = sag_step(x_t, t, eps_model(x_t), space=EpsSpace(alphas), predict=eps_model, **kwargs)
+    x0_mask, x0_term = sag_step(x, sigma, x0_model(x), space=X0Space(), predict=x0_model, **kwargs)
 
-    torch.testing.assert_close(x0_step.mask, eps_step.mask)
-    torch.testing.assert_close(x0_step.term, -sigma * eps_step.term, atol=1e-5, rtol=1e-4)
-    assert x0_step.term.abs().max() > 1e-3
+    torch.testing.assert_close(x0_mask, eps_mask)
+    torch.testing.assert_close(x0_term, -sigma * eps_term, atol=1e-5, rtol=1e-4)
+    assert x0_term.abs().max() > 1e-3

@@ -10,6 +10,7 @@ transformer blocks, 64-channel heads, middle at latent / 4): the test host has n
 import math
 from contextlib import ExitStack
 from types import SimpleNamespace
+from typing import Optional
 
 import pytest
 import torch
@@ -20,10 +21,10 @@ from models import rerandomise, tiny_unet
 from modules import sd_hijack_unet, shared
 from modules.hypernetworks.hypernetwork import Hypernetwork, apply_hypernetworks
 from sag_core.attention_hook import find_middle_self_attention
-from sag_core.guidance import perturbed_guidance, rescale_to_cond
+from sag_core.methods.pag import IdentityAttention, pag_guidance
+from sag_core.methods.seg import SmoothedQueries, seg_kernel_size, smooth_queries
 from sag_core.layers import LayerError, attention_layers, find_layer
-from sag_core.perturbation import (IdentityAttention, PerturbationError, PerturbedLayer, PerturbedSelfAttention,
-                                   SmoothedQueries, seg_kernel_size, smooth_queries, token_grid)
+from sag_core.perturbation import PerturbationError, PerturbedLayer, PerturbedSelfAttention, token_grid
 
 diffusers = pytest.importorskip("diffusers")
 from diffusers.guiders import PerturbedAttentionGuidance, SmoothedEnergyGuidance  # noqa: E402
@@ -35,6 +36,26 @@ from diffusers.models.attention_processor import (Attention, PAGCFGIdentitySelfA
 from diffusers.pipelines.pag.pag_utils import PAGMixin  # noqa: E402
 
 TOLERANCE = dict(atol=1e-5, rtol=1e-5)
+
+
+def rescale_to_cond(pred: torch.Tensor, pred_cond: torch.Tensor, factor: float) -> torch.Tensor:
+    """Guidance rescale (Lin et al. 2024, Sec. 3.4), as diffusers' guiders apply it: each row's std pulled back
+    towards the cond prediction's (unbiased std over all other dims), mixed in by `factor`."""
+    dims = list(range(1, pred.ndim))
+    rescaled = pred * (pred_cond.std(dim=dims, keepdim=True) / pred.std(dim=dims, keepdim=True))
+    return factor * rescaled + (1 - factor) * pred
+
+
+def perturbed_guidance(pred_cond: torch.Tensor, pred_perturbed: torch.Tensor, scale: float, *,
+                       pred_uncond: Optional[torch.Tensor] = None, cfg_scale: float = 1.0,
+                       guidance_rescale: float = 0.0) -> torch.Tensor:
+    """What a webui job gives with PAG or SEG: the host's CFG, plus our term (`pag_guidance`, the runtime's),
+    then diffusers' optional guidance rescale, so that the composition can be held against diffusers' guiders."""
+    base = pred_cond if pred_uncond is None else pred_uncond + cfg_scale * (pred_cond - pred_uncond)
+    pred = base + pag_guidance(pred_cond, pred_perturbed, scale)
+    if guidance_rescale > 0:
+        pred = rescale_to_cond(pred, pred_cond, guidance_rescale)
+    return pred
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 import harness
+from sag_core.host.jobs import selectable_script_title
 
 ON = (True, 0.75, 2.0, 1.0, 0.0, 1.0)
 PREVIEW = ON + (True,)
@@ -101,9 +102,9 @@ def test_plain_jobs_on_the_same_tab_keep_their_previews(runner, capsys):
 ])
 def test_only_a_positive_dropdown_index_names_a_script_that_runs_the_job(ext, runner, first_arg, title):
     p = SimpleNamespace(scripts=runner, script_args=(first_arg, *runner.default_args()[1:]))
-    assert ext.module.selectable_script_title(p) == title
+    assert selectable_script_title(p) == title
 
 
 def test_a_job_without_script_args_is_a_plain_job(ext):
     for script_args in (None, (), []):
-        assert ext.module.selectable_script_title(SimpleNamespace(scripts=None, script_args=script_args)) is None
+        assert selectable_script_title(SimpleNamespace(scripts=None, script_args=script_args)) is None

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from sag_core.hints import hints_script
 from sag_core.params import FIELDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,6 +20,11 @@ def js_hints() -> dict:
 
 def test_every_control_label_has_its_hover_hint_in_the_titles_map():
     assert js_hints() == {f.label: f.hint for f in FIELDS}
+
+
+def test_the_hints_file_is_what_the_field_table_generates():
+    """javascript/sag_hints.js is generated (`python -m sag_core.hints`); a hand edit or a new field fails here."""
+    assert (ROOT / "javascript" / "sag_hints.js").read_text() == hints_script(FIELDS)
 
 
 def test_hints_only_extend_the_webui_titles_map():

@@ -12,6 +12,7 @@ import pytest
 import harness
 from modules import scripts
 from modules.ui_loadsave import UiLoadsave
+from sag_core.host.infotext import FORGE_KEYS, SKIPPED_KEY
 from sag_core.params import SagParams
 
 SCRIPT_FILE = "self_attention_guidance.py"
@@ -69,14 +70,13 @@ def test_defaults_a_user_saved_in_ui_config_are_the_ones_the_next_job_uses(ext):
 
 
 def test_the_infotext_keys_written_and_read_are_the_pinned_ones(ext):
-    module = ext.module
     every_key = SagParams(True, 0.5, 3.0, 1.5, 0.1, 0.9).infotext()
-    assert [*every_key, module.SKIPPED_KEY] == WRITTEN_INFOTEXT_KEYS
+    assert [*every_key, SKIPPED_KEY] == WRITTEN_INFOTEXT_KEYS
     assert [key for _, key in ext.txt2img.infotext_fields[1:6]] == WRITTEN_INFOTEXT_KEYS[:-1]
     family = SagParams(True, 0.5, pag_enabled=True, pag_scale=2.0, seg_enabled=True, seg_scale=1.5, seg_blur_sigma=4.0,
                        layer="output 1", smooth_mask=True).infotext()
     assert list(family) == ["SAG scale", *NEW_INFOTEXT_KEYS]
-    assert sorted(module.FORGE_KEYS) == sorted(FORGE_INFOTEXT_KEYS[1:])
+    assert sorted(FORGE_KEYS) == sorted(FORGE_INFOTEXT_KEYS[1:])
 
 
 def test_an_infotext_written_by_0_1_0_reads_back_to_its_settings(ext):

@@ -11,6 +11,8 @@ import harness
 from models import TinyLatentDiffusion, tiny_unet
 from modules import prompt_parser, processing, script_callbacks, scripts, shared
 from sag_core.attention_hook import find_middle_self_attention
+from sag_core.conditioning import rows_of
+from sag_core.host.a1111 import condition_dict
 from sag_core.params import SagParamError
 
 ON = (True, 0.75, 2.0, 1.0)
@@ -381,7 +383,7 @@ def test_field_table_ui_infotext_xyz_and_hints_agree(ext):
 
 
 def test_condition_dicts_match_the_webuis_for_every_model_family(ext):
-    build = ext.module.condition_dict
+    build = condition_dict
     text, image = torch.zeros(2, 77, 8), torch.ones(2, 5, 1, 1)
     assert build("crossattn", text, image) == {"c_crossattn": [text], "c_concat": [image]}
     assert build("hybrid", text, image) == {"c_crossattn": [text], "c_concat": [image]}
@@ -389,7 +391,7 @@ def test_condition_dicts_match_the_webuis_for_every_model_family(ext):
     sdxl = {"crossattn": torch.zeros(2, 77, 2048), "vector": torch.zeros(2, 2816)}
     built = build("crossattn", sdxl, image)
     assert set(built) == {"crossattn", "vector", "c_concat"} and built["c_concat"] == [image]
-    assert ext.module.rows_of(sdxl) == 2 and ext.module.rows_of(text) == 2
+    assert rows_of(sdxl) == 2 and rows_of(text) == 2
 
 
 def test_webui_before_1_8_without_params_denoiser_finds_it_through_p_sampler(ext, monkeypatch):

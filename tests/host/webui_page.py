@@ -55,8 +55,7 @@ class HostPage:
 
 def script_params(module: Any, values: tuple) -> SagParams:
     """The SagParams that the script's process() builds from its args (spare input dropped as it does)."""
-    without_spare = getattr(module, "without_spare_slot", None)
-    return SagParams.from_args(without_spare(values) if without_spare else values)
+    return SagParams.from_script_args(values)
 
 
 def received_json(module: Any, prompt: str, values: tuple) -> str:

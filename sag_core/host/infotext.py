@@ -1,18 +1,21 @@
 """The extension's entries in a picture's parameters (the webui's infotext): writing, and reading a paste.
 
-Pure dict work over the field table in params.py; the script hands over the webui's dicts.
+Pure dict work over the field table in sag_core/params.py; the script hands over the webui's dicts.
 """
 
 from __future__ import annotations
 
-from typing import Any, MutableMapping
+from typing import Any, Mapping, MutableMapping
 
-from .params import FIELDS_BY_ATTR, INFOTEXT_FIELDS, SCALE, SagParamError, SagParams
+from ..methods import PROMPT, METHODS
+from ..params import FIELDS_BY_ATTR, INFOTEXT_FIELDS, SCALE, SagParamError, SagParams
 
 SKIPPED_KEY = "SAG skipped steps"
 FAILED_KEY = "SAG failed steps"
-BRANCH_KEY, PROMPT_BRANCH = "SAG branch", "prompt"
-INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, FAILED_KEY, BRANCH_KEY)
+PROMPT_BRANCH = "prompt"
+BRANCH_KEYS = tuple(method.branch_key for method in METHODS if method.branch_key)
+"""The methods' keys that say a method guided the prompt rows (SAG at CFG scale 1 and below)."""
+INFOTEXT_KEYS = tuple(f.infotext for f in INFOTEXT_FIELDS) + (SKIPPED_KEY, FAILED_KEY, *BRANCH_KEYS)
 FORGE_KEYS = {"sag_scale": "scale", "sag_blur_sigma": "blur_sigma", "sag_threshold": "threshold"}
 """Forge's and reForge's SAG keys, read as ours when a picture has no SAG key of ours."""
 MARKERS = tuple(FIELDS_BY_ATTR[attr].infotext for attr in SCALE.values())
@@ -50,8 +53,16 @@ def write_settings(extra: dict, params: SagParams | None) -> None:
     for field in INFOTEXT_FIELDS:
         if field.infotext not in written:
             extra.pop(field.infotext, None)
-    extra.pop(BRANCH_KEY, None)
+    for key in BRANCH_KEYS:
+        extra.pop(key, None)
     extra.update(written)
+
+
+def write_branches(extra: dict, kinds: Mapping[str, str]) -> None:
+    """Say in `extra` which methods with a branch key guide the prompt rows (`kinds`: method name -> row kind)."""
+    for method in METHODS:
+        if method.branch_key and kinds.get(method.name) == PROMPT:
+            extra[method.branch_key] = PROMPT_BRANCH
 
 
 def write_count(extra: dict, key: str, count: int) -> None:
