@@ -1,4 +1,4 @@
-"""The extra model pass of a guided step: every method's rows in one batched call, each perturbed alone.
+"""The extra model pass of a guided step: every method's rows (its `Extra`) in one batched call, each perturbed alone.
 
 SAG's rows carry the degraded input and need no perturbation; PAG's and SEG's carry the prompt rows
 and perturb the chosen layer's self-attention for their own rows only. When the methods'
@@ -9,29 +9,19 @@ padding off), each method gets its own call.
 from __future__ import annotations
 
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
 
 from .conditioning import Conditioning, concat_rows
 from .layers import AttentionLayer
-from .perturbation import Perturbation, PerturbedLayer
+from .methods.base import Extra
+from .perturbation import PerturbedLayer
 
 Predict = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
 
 
-@dataclass(frozen=True)
-class ExtraRows:
-    """One method's rows of the extra pass: inputs, noise levels, conditioning and perturbation (None for SAG)."""
-
-    x: torch.Tensor
-    sigma: torch.Tensor
-    cond: Conditioning
-    perturbation: Perturbation | None = None
-
-
-def _call(parts: Sequence[ExtraRows], cond: Conditioning, predict: Predict,
+def _call(parts: Sequence[Extra], cond: Conditioning, predict: Predict,
           layer: AttentionLayer | None) -> list[torch.Tensor]:
     """One model call on the parts' rows stacked in order, each part's perturbation on its rows; split back."""
     sizes = [part.x.shape[0] for part in parts]
@@ -47,7 +37,7 @@ def _call(parts: Sequence[ExtraRows], cond: Conditioning, predict: Predict,
     return list(out.split(sizes))
 
 
-def predict_together(parts: Sequence[ExtraRows], predict: Predict,
+def predict_together(parts: Sequence[Extra], predict: Predict,
                      layer: AttentionLayer | None = None) -> list[torch.Tensor]:
     """Each part's prediction: one call for all where their conditionings join, else one call per part."""
     cond = concat_rows([part.cond for part in parts])

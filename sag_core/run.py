@@ -15,7 +15,7 @@ from torch import nn
 
 from .attention_hook import SaliencyHook, SaliencyRecorder
 from .conditioning import Conditioning
-from .extra_pass import ExtraRows, predict_together
+from .extra_pass import predict_together
 from .layers import AttentionLayer, find_layer
 from .methods import PROMPT, UNCOND, Method, RunOptions, Step
 from .methods.base import OutputSpace
@@ -210,8 +210,7 @@ class SagRun:
         """Every acting method's term of this step, from one extra model call (see predict_together)."""
         steps = [self._step_of(method, rows, conds, saliency, x_out, space) for method in self.methods]
         extras = [method.extra(step) for method, step in zip(self.methods, steps)]
-        parts = [ExtraRows(extra.x, extra.sigma, extra.cond, extra.perturbation) for extra in extras
-                 if extra is not None and extra.prediction is None]
+        parts = [extra for extra in extras if extra is not None and extra.prediction is None]
         perturbed = any(part.perturbation is not None for part in parts)
         predictions = iter(predict_together(parts, predict, self.layer if perturbed else None) if parts else ())
         term, mask = None, None

@@ -95,18 +95,18 @@ def full_map_forward(attention: Any, recorder: FullMapRecorder, x: torch.Tensor,
 class FullMapRun(SagRun):
     """SagRun whose saliency comes from the full-map forward installed on the middle attn1."""
 
-    def __init__(self, params: Any) -> None:
-        super().__init__(params)
-        self.recorder = FullMapRecorder()
+    def __init__(self, params: Any, *args: Any) -> None:
+        super().__init__(params, *args)
+        self.recorder = FullMapRecorder(self.tracker, params.smooth_mask)
 
-    def attach(self, unet: torch.nn.Module, model: torch.nn.Module | None = None) -> None:
-        super().attach(unet, model)
-        attention = self.hook.attention
+    def attach(self, unet: torch.nn.Module, model: torch.nn.Module | None = None, layer: Any = None) -> None:
+        super().attach(unet, model, layer)
+        attention = self.layer.attentions[0]
         attention.forward = partial(full_map_forward, attention, self.recorder)
 
     def detach(self) -> None:
-        if self.hook is not None:
-            vars(self.hook.attention).pop("forward", None)
+        if self.layer is not None:
+            vars(self.layer.attentions[0]).pop("forward", None)
         super().detach()
 
 
@@ -137,7 +137,7 @@ def run_variant(ext: harness.Extension, kind: str, size: int, steps: int) -> Res
         with extension_absent() as bare:
             return timed_job(bare, (False,), size, steps)
     if kind == "full-map":
-        with mock.patch.object(ext.module, "SagRun", FullMapRun):
+        with mock.patch("sag_core.host.a1111.SagRun", FullMapRun):
             return timed_job(ext.txt2img, JOB_ARGS[kind], size, steps)
     if kind == "all, one call each":
         with mock.patch("sag_core.run.predict_together", one_call_each):
@@ -188,7 +188,7 @@ def spread(values: list[float]) -> float:
 
 
 HOOKS = [(SaliencyRecorder, "observe_keys"), *((PerturbedSelfAttention, name) for name in
-                                                 ("_before", "_on_values", "_on_queries", "_after"))]
+                                                 ("_before", "_on_projection", "_after"))]
 """Our hook functions that run inside U-Net calls: SAG's saliency work and PAG's and SEG's perturbation."""
 
 

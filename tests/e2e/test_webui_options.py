@@ -36,7 +36,7 @@ SHORT_NEGATIVE = "blurry"
 SIGMA_ZERO = [True, 0.75, 0.0, 1.0]
 ON_WITH_PREVIEW = [*ON, 0.0, 1.0, True]
 # Mean |pixel difference| (0-255 levels) allowed between SAG at blur sigma 0 and SAG off: none. With nothing blurred,
-# SAG takes the extra pass's prediction from the host's own uncond rows (sag_core/run.py SagRun._terms), so no call
+# SAG takes the extra pass's prediction from the host's own uncond rows (sag_core/methods/sag.py SelfAttentionGuidance.extra), so no call
 # of another batch size can round differently. Before that, at 128x128, 6 steps, tiny SD1 (webui 1.10.1): 0.0000-0.0001
 # without padding, and 15 pixels off by one level with pad_cond_uncond (prompt and negative rows in one call).
 SIGMA_ZERO_TOLERANCE = 0.0
