@@ -10,7 +10,7 @@ sits in the step comes from a RowTracker (sag_core/tracking.py).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Any, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -47,8 +47,8 @@ class _PendingAttention:
 
     call_rows: list[int]
     index: torch.Tensor
-    q: Optional[torch.Tensor] = None
-    k: Optional[torch.Tensor] = None
+    q: torch.Tensor | None = None
+    k: torch.Tensor | None = None
 
 
 class SaliencyRecorder:
@@ -63,8 +63,8 @@ class SaliencyRecorder:
     def __init__(self, tracker: RowTracker, smooth: bool = False) -> None:
         self.tracker = tracker
         self.mode = "bilinear" if smooth else "nearest"
-        self._grid: Optional[tuple[int, int]] = None
-        self._pending: Optional[_PendingAttention] = None
+        self._grid: tuple[int, int] | None = None
+        self._pending: _PendingAttention | None = None
         self._rows: dict[int, int] = {}
         self._sum = self._count = torch.zeros(0)
 
@@ -76,7 +76,7 @@ class SaliencyRecorder:
         self._sum = torch.zeros(canvas, dtype=torch.float32, device=x_in.device)
         self._count = torch.zeros(canvas, dtype=torch.float32, device=x_in.device)
 
-    def finish(self) -> Optional[torch.Tensor]:
+    def finish(self) -> torch.Tensor | None:
         """Stop recording: the guided rows' saliency (rows, H*W) at latent resolution, or None if incomplete."""
         self._pending = None
         rows, self._rows = self._rows, {}

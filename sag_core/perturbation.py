@@ -10,7 +10,7 @@ every other row is the host's own output, bit for bit.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Protocol, Sequence
+from typing import Any, Callable, Protocol, Sequence
 
 import torch
 from torch import nn
@@ -27,12 +27,12 @@ class Perturbation(Protocol):
     projection: str
     seen: str
     needs_grid: bool
-    grid: Optional[tuple[int, int]]
+    grid: tuple[int, int] | None
 
-    def project(self, rows: torch.Tensor, grid: Optional[tuple[int, int]]) -> Optional[torch.Tensor]:
+    def project(self, rows: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor | None:
         """The perturbed rows of the projection's output, or None to keep the host's."""
 
-    def output(self, attention: nn.Module, seen: torch.Tensor) -> Optional[torch.Tensor]:
+    def output(self, attention: nn.Module, seen: torch.Tensor) -> torch.Tensor | None:
         """The perturbed rows of the attention's output from the projection rows seen, or None to keep the host's."""
 
 
@@ -51,7 +51,7 @@ class _Run:
 
     x: torch.Tensor
     index: torch.Tensor
-    seen: Optional[torch.Tensor] = None
+    seen: torch.Tensor | None = None
 
 
 class PerturbedSelfAttention(HookSet):
@@ -67,13 +67,13 @@ class PerturbedSelfAttention(HookSet):
     """
 
     def __init__(self, attention: nn.Module, rows: Sequence[int], perturbation: Perturbation,
-                 period: Optional[int] = None, grid: Optional[Callable[[], Optional[tuple[int, int]]]] = None) -> None:
+                 period: int | None = None, grid: Callable[[], tuple[int, int] | None] | None = None) -> None:
         rows = list(rows)
         if len(set(rows)) != len(rows) or any(row < 0 for row in rows):
             raise ValueError(f"perturbed rows must be distinct and non-negative, got {rows}")
         if period is not None and rows and max(rows) >= period:
             raise ValueError(f"perturbed rows {rows} do not fit a period of {period} rows")
-        self._run: Optional[_Run] = None
+        self._run: _Run | None = None
         super().__init__()
         self.attention = attention
         self.rows = rows
@@ -116,11 +116,11 @@ class PerturbedSelfAttention(HookSet):
             raise PerturbationError(f"a batch of {batch} rows is not whole repeats of the {self.period} rows sent")
         return [start + row for start in range(0, batch, self.period) for row in self.rows]
 
-    def _current_grid(self) -> Optional[tuple[int, int]]:
+    def _current_grid(self) -> tuple[int, int] | None:
         grid = getattr(self.perturbation, "grid", None)
         return grid if grid is not None or self._grid is None else self._grid()
 
-    def _on_projection(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Optional[torch.Tensor]:
+    def _on_projection(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
         """The first projection output over the attention's own tokens in the run in flight: keep its rows and
         give the perturbation the chance to replace them."""
         run = self._run
@@ -130,7 +130,7 @@ class PerturbedSelfAttention(HookSet):
         replaced = self.perturbation.project(run.seen, self._current_grid() if self.perturbation.needs_grid else None)
         return None if replaced is None else output.index_copy(0, run.index, replaced.to(output.dtype))
 
-    def _after(self, module: nn.Module, args: tuple, output: torch.Tensor) -> Optional[torch.Tensor]:
+    def _after(self, module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
         run, self._run = self._run, None
         if run is None:
             return None
@@ -150,10 +150,10 @@ class PerturbedLayer(HookSet):
     """
 
     def __init__(self, layer: AttentionLayer, rows: Sequence[int], perturbation: Perturbation,
-                 period: Optional[int] = None) -> None:
+                 period: int | None = None) -> None:
         super().__init__()
         self.layer = layer
-        self.grid: Optional[tuple[int, int]] = None
+        self.grid: tuple[int, int] | None = None
         self.parts = [PerturbedSelfAttention(attention, rows, perturbation, period, lambda: self.grid)
                       for attention in layer.attentions]
 

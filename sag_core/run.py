@@ -8,7 +8,7 @@ acting method for its rows of one extra model call (sag_core/extra_pass.py) and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Callable, Mapping
 
 import torch
 from torch import nn
@@ -50,8 +50,8 @@ class _Rows:
 class _Hooks:
     """What the run holds on one U-Net: the row tracking, SAG's saliency hook when it acts, the resolved layer."""
 
-    def __init__(self, unet: nn.Module, model: Optional[nn.Module], layer: AttentionLayer,
-                 tracker: RowTracker, recorder: Optional[SaliencyRecorder]) -> None:
+    def __init__(self, unet: nn.Module, model: nn.Module | None, layer: AttentionLayer,
+                 tracker: RowTracker, recorder: SaliencyRecorder | None) -> None:
         self.unet, self.model, self.layer = unet, model, layer
         self.parts = [RowTrackingHook(unet, tracker, model)]
         if recorder is not None:
@@ -88,16 +88,16 @@ class SagRun:
         saliency = [method for method in self.methods if method.records_saliency]
         self._saliency_kind = self.kinds[saliency[0].name] if saliency else None
         self.recorder = SaliencyRecorder(self.tracker, params.smooth_mask) if saliency else None
-        self.hooks: Optional[_Hooks] = None
+        self.hooks: _Hooks | None = None
         self.states = {method.name: method.new_state() for method in self.methods}
         self.guided_steps = self.skipped_steps = 0
         self.failed_steps = 0  # this batch's steps whose guidance raised; never guided
         self.job_failed_steps = 0  # every batch's, with the first failure's message, for one console line
-        self.first_failure: Optional[str] = None
-        self.mask_sum: Optional[torch.Tensor] = None
+        self.first_failure: str | None = None
+        self.mask_sum: torch.Tensor | None = None
         self.mask_steps = 0
-        self._rows: Optional[dict[str, _Rows]] = None
-        self._term: Optional[torch.Tensor] = None
+        self._rows: dict[str, _Rows] | None = None
+        self._term: torch.Tensor | None = None
 
     @property
     def kinds_needed(self) -> set[str]:
@@ -105,11 +105,11 @@ class SagRun:
         return set(self.kinds.values()).union(*(method.predictions for method in self.methods))
 
     @property
-    def layer(self) -> Optional[AttentionLayer]:
+    def layer(self) -> AttentionLayer | None:
         """The guided layer of the hooked U-Net, resolved once when it was hooked."""
         return self.hooks.layer if self.hooks is not None else None
 
-    def attach(self, unet: nn.Module, model: Optional[nn.Module] = None, layer: Optional[AttentionLayer] = None) -> None:
+    def attach(self, unet: nn.Module, model: nn.Module | None = None, layer: AttentionLayer | None = None) -> None:
         """Hook `unet` and the sampler's `model` around it (moving the hooks if either changed since the last step).
 
         `layer` is the guided layer when the caller has already resolved it on this `unet`.
@@ -133,13 +133,13 @@ class SagRun:
         self.mask_sum = None
         self.states = {method.name: method.new_state() for method in self.methods}
 
-    def mean_mask(self) -> Optional[torch.Tensor]:
+    def mean_mask(self) -> torch.Tensor | None:
         """The blur mask averaged over the guided steps of the latest pass, (rows, 1, h, w); None if none."""
         if self.mask_sum is None or self.mask_steps == 0:
             return None
         return self.mask_sum / self.mask_steps
 
-    def where_acted(self, keep: Optional[torch.Tensor] = None) -> list[torch.Tensor]:
+    def where_acted(self, keep: torch.Tensor | None = None) -> list[torch.Tensor]:
         """Per image of the batch, the (h, w) share of guided steps in which SAG blurred each latent cell,
         confined to `keep` (inpainting's regenerated area) when given."""
         mean = self.mean_mask()
@@ -195,18 +195,19 @@ class SagRun:
             self._accumulate_mask(mask)
 
     def _step_of(self, method: Method, rows: dict[str, _Rows], conds: dict[str, Conditioning],
-                 saliency: Optional[torch.Tensor], x_out: torch.Tensor, space: OutputSpace) -> Step:
+                 saliency: torch.Tensor | None, x_out: torch.Tensor, space: OutputSpace) -> Step:
         kind = self.kinds[method.name]
         own = rows[kind]
         cond = conds.get(kind)
         prompt, uncond = rows.get(PROMPT), rows.get(UNCOND)
-        return Step(own.x, own.sigma, x_out[own.rows], cond if cond is not None else own.cond, space, self.params,
-                    self.cfg_scale, self.options, saliency if method.records_saliency else None,
-                    tuple(own.x.shape[-2:]), x_out[prompt.rows] if prompt is not None else None,
-                    x_out[uncond.rows] if uncond is not None else None, self.states[method.name])
+        return Step(x=own.x, sigma=own.sigma, out=x_out[own.rows], cond=cond if cond is not None else own.cond,
+                    space=space, settings=self.params, cfg_scale=self.cfg_scale, options=self.options,
+                    saliency=saliency if method.records_saliency else None, size=tuple(own.x.shape[-2:]),
+                    pred_cond=x_out[prompt.rows] if prompt is not None else None,
+                    pred_uncond=x_out[uncond.rows] if uncond is not None else None, state=self.states[method.name])
 
-    def _terms(self, rows: dict[str, _Rows], conds: dict[str, Conditioning], saliency: Optional[torch.Tensor],
-               x_out: torch.Tensor, space: OutputSpace, predict: Predict) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    def _terms(self, rows: dict[str, _Rows], conds: dict[str, Conditioning], saliency: torch.Tensor | None,
+               x_out: torch.Tensor, space: OutputSpace, predict: Predict) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Every acting method's term of this step, from one extra model call (see predict_together)."""
         steps = [self._step_of(method, rows, conds, saliency, x_out, space) for method in self.methods]
         extras = [method.extra(step) for method, step in zip(self.methods, steps)]
@@ -224,7 +225,7 @@ class SagRun:
                 mask = extra.mask
         return term, mask
 
-    def take_term(self, keep: Optional[torch.Tensor] = None) -> Optional[torch.Tensor]:
+    def take_term(self, keep: torch.Tensor | None = None) -> torch.Tensor | None:
         """This step's guidance term, once; `keep` (1 = regenerate) confines it, as inpainting needs."""
         term, self._term = self._term, None
         if term is None or keep is None:

@@ -10,7 +10,7 @@ saliency also needs to know where each U-Net row sits. Forward pre-hooks only re
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from .conditioning import Conditioning, concat_rows, slice_rows
 from .hooks import HookSet
 
 
-def locate_tile(tile: torch.Tensor, whole: torch.Tensor, tolerance: float = 1e-2) -> Optional[tuple[int, int]]:
+def locate_tile(tile: torch.Tensor, whole: torch.Tensor, tolerance: float = 1e-2) -> tuple[int, int] | None:
     """Where `tile` (rows, C, h, w) was cut from `whole` (rows, C, H, W), each row up to a positive scale.
 
     The U-Net sees the sampler's latent times c_in, cut into tiles by a tiler. The first row's first
@@ -77,9 +77,9 @@ class RowTracker:
     def __init__(self) -> None:
         self.active = False
         self.lost = False
-        self.placement: Optional[Placement] = None
-        self._x: Optional[torch.Tensor] = None
-        self._call: Optional[_ModelCall] = None
+        self.placement: Placement | None = None
+        self._x: torch.Tensor | None = None
+        self._call: _ModelCall | None = None
         self._sets: dict[str, list[int]] = {}
         self._wanted: set[int] = set()
         self._conds: dict[int, tuple[_ModelCall, int]] = {}
@@ -98,7 +98,7 @@ class RowTracker:
         """The (H, W) of the step's latent."""
         return tuple(self._x.shape[-2:])
 
-    def finish(self) -> Optional[dict[str, Conditioning]]:
+    def finish(self) -> dict[str, Conditioning] | None:
         """Stop tracking: each row set's conditioning (None values when no model call was seen), or None if lost."""
         conds, lost = self._conds, self.lost
         self.active, self._x, self._call, self.placement, self._conds = False, None, None, None, {}
@@ -148,7 +148,7 @@ class RowTracker:
             return
         self.placement = self._place_tiles(x, call)
 
-    def _place_tiles(self, x: torch.Tensor, call: _ModelCall) -> Optional[Placement]:
+    def _place_tiles(self, x: torch.Tensor, call: _ModelCall) -> Placement | None:
         per_tile = call.x.shape[0]
         if x.shape[0] % per_tile:
             self.lost = True
@@ -175,7 +175,7 @@ class RowTrackingHook(HookSet):
     """Pre-hooks on the U-Net (where each call's rows sit) and, if given, the sampler's model (which rows and
     which conditioning each model call takes), feeding a RowTracker."""
 
-    def __init__(self, unet: nn.Module, tracker: RowTracker, model: Optional[nn.Module] = None) -> None:
+    def __init__(self, unet: nn.Module, tracker: RowTracker, model: nn.Module | None = None) -> None:
         super().__init__()
         self.unet = unet
         self.model = model

@@ -5,7 +5,7 @@ from fractions import Fraction
 
 import pytest
 
-from sag_core.params import FIELDS_BY_ATTR, SagParamError, SagParams
+from sag_core.params import SagParamError, SagParams
 
 HUGE = 10**400
 SCALE_RANGE = r"scale \(SAG scale\) must be a number from -2 to 5; got 1000000000"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ def condition_dict(conditioning_key: str, text: Conditioning, image_cond: torch.
 
 
 def first_prompt_rows(denoiser: Any, prompt_rows: int, images: int,
-                      reconstruct: Callable[[Any, int], Any]) -> Optional[list[int]]:
+                      reconstruct: Callable[[Any, int], Any]) -> list[int] | None:
     """The first prompt row of each image among the step's rows (conds_list[i][0][0] in CFGDenoiser.forward).
 
     Without AND there is one prompt row per image. With AND the layout comes from the sampler's own
@@ -78,7 +78,7 @@ class GenerationSag:
     """
 
     def __init__(self, p: Any, params: SagParams, webui: Webui, unet: Any = None,
-                 layer: Optional[AttentionLayer] = None) -> None:
+                 layer: AttentionLayer | None = None) -> None:
         self.run = SagRun(params, run_options(p), float(getattr(p, "cfg_scale", 7.0)))
         self.webui = webui
         self._p = weakref.ref(p)
@@ -124,7 +124,7 @@ class GenerationSag:
         except LookupError:
             self.run.detach()
 
-    def _row_set(self, kind: str, params: Any) -> Optional[RowSet]:
+    def _row_set(self, kind: str, params: Any) -> RowSet | None:
         """The step's rows of `kind`, one per image, with their conditioning as this callback sees it.
 
         UNCOND: the last B rows. PROMPT: the first prompt row of each image; None when the prompt rows

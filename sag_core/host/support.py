@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Any, Optional
+from typing import Any
 
 
-def unsupported_host(shared: Any, ui_components: Any) -> Optional[str]:
+def unsupported_host(shared: Any, ui_components: Any) -> str | None:
     """Why SAG cannot run in this webui (its `modules.shared` and `modules.ui_components`), or None where it can.
 
     Each fork is told apart by what only it has (SD.Next: `shared.Backend`; Forge and reForge: the

@@ -8,7 +8,7 @@ before the plot runs any cell, the window's start and end against each other.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Sequence
 
 from ..params import FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, Field, SagParamError, SagParams
 
@@ -19,7 +19,7 @@ PENDING_ATTR = "sag_xyz_window_refusal"
 """On the plot's `p`: a window axis's clash with the UI's other bound, raised at the first cell unless a later
 axis sweeps that bound (and then checks every combination itself)."""
 WINDOW = ("start", "end")
-JobParams = Callable[[Any], Optional[SagParams]]
+JobParams = Callable[[Any], SagParams | None]
 
 
 def axis_label(field: Field) -> str:
@@ -50,7 +50,7 @@ def confirm_values(field: Field, job_params: JobParams) -> Callable[[Any, Any], 
     return confirm
 
 
-def confirm_window(p: Any, field: Field, values: Sequence[float], params: Optional[SagParams]) -> None:
+def confirm_window(p: Any, field: Field, values: Sequence[float], params: SagParams | None) -> None:
     """Refuse start/end values that would give some cell a start after its end.
 
     X/Y/Z confirms its axes in order (x, y, z) before any cell runs, each knowing only the axes

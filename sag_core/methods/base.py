@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Union
 
 import torch
 
@@ -34,7 +34,7 @@ class RunOptions:
     """
 
     sag_branch: str = "auto"
-    mask: Optional[MaskFunction] = None
+    mask: MaskFunction | None = None
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,10 @@ class Step:
     settings: Any
     cfg_scale: float = 7.0
     options: RunOptions = RunOptions()
-    saliency: Optional[torch.Tensor] = None
+    saliency: torch.Tensor | None = None
     size: tuple = ()
-    pred_cond: Optional[torch.Tensor] = None
-    pred_uncond: Optional[torch.Tensor] = None
+    pred_cond: torch.Tensor | None = None
+    pred_uncond: torch.Tensor | None = None
     state: Any = None
 
 
@@ -74,9 +74,9 @@ class Extra:
     sigma: torch.Tensor
     cond: Conditioning
     perturbation: Any = None
-    prediction: Optional[torch.Tensor] = None
-    target: Optional[torch.Tensor] = None
-    mask: Optional[torch.Tensor] = None
+    prediction: torch.Tensor | None = None
+    target: torch.Tensor | None = None
+    mask: torch.Tensor | None = None
 
 
 class Method:
@@ -94,7 +94,7 @@ class Method:
     predictions: tuple[str, ...] = ()
     """Further row kinds whose host predictions the method reads (Step.pred_cond, Step.pred_uncond): a method
     that recombines CFG names (PROMPT, UNCOND)."""
-    branch_key: Optional[str] = None
+    branch_key: str | None = None
     """An infotext key that says, when the method guides the prompt rows, that it does (None: never said)."""
 
     def __init__(self) -> None:
@@ -120,11 +120,11 @@ class Method:
         """The method's state at the start of a batch (None: it keeps none)."""
         return None
 
-    def extra(self, step: Step) -> Optional[Extra]:
+    def extra(self, step: Step) -> Extra | None:
         """The method's rows of the extra pass at this step, or None when it needs none."""
         raise NotImplementedError
 
-    def term(self, step: Step, extra: Optional[Extra], prediction: Optional[torch.Tensor]) -> torch.Tensor:
+    def term(self, step: Step, extra: Extra | None, prediction: torch.Tensor | None) -> torch.Tensor:
         """The method's term, added to the CFG result: from the step, its extra rows and their prediction."""
         raise NotImplementedError
 

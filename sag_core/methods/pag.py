@@ -7,7 +7,6 @@ Ahn et al., "Self-Rectifying Diffusion Sampling with Perturbed-Attention Guidanc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -38,10 +37,10 @@ class IdentityAttention:
     seen = "values"
     needs_grid = False
 
-    def project(self, rows: torch.Tensor, grid: Optional[tuple[int, int]]) -> Optional[torch.Tensor]:
+    def project(self, rows: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor | None:
         return None
 
-    def output(self, attention: nn.Module, seen: torch.Tensor) -> Optional[torch.Tensor]:
+    def output(self, attention: nn.Module, seen: torch.Tensor) -> torch.Tensor | None:
         return identity_attention(attention, seen)
 
 
@@ -61,7 +60,7 @@ class PerturbedAttentionGuidance(Method):
     def extra(self, step: Step) -> Extra:
         return Extra(step.x, step.sigma, step.cond, IdentityAttention())
 
-    def term(self, step: Step, extra: Optional[Extra], prediction: Optional[torch.Tensor]) -> torch.Tensor:
+    def term(self, step: Step, extra: Extra | None, prediction: torch.Tensor | None) -> torch.Tensor:
         return pag_guidance(step.out, prediction, step.settings.pag_scale)
 
 

@@ -6,7 +6,6 @@ Hong et al., "Improving Sample Quality of Diffusion Models Using Self-Attention 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -32,7 +31,7 @@ class DegradedInput:
 
 def degraded_input(x: torch.Tensor, sigma: torch.Tensor, uncond_out: torch.Tensor, saliency: torch.Tensor,
                    grid: tuple[int, int], *, blur_sigma: float, threshold: float, space: OutputSpace,
-                   mask_function: Optional[MaskFunction] = None) -> DegradedInput:
+                   mask_function: MaskFunction | None = None) -> DegradedInput:
     """The rows `x` (model output `uncond_out`) with x0 blurred where saliency exceeds `threshold`, re-noised.
 
     `mask_function` replaces `saliency_mask` (the lab's mask ablations).
@@ -85,7 +84,7 @@ class SelfAttentionGuidance(Method):
         known = step.out if torch.equal(degraded.x, step.x) else None
         return Extra(degraded.x, step.sigma, step.cond, prediction=known, target=degraded.target, mask=degraded.mask)
 
-    def term(self, step: Step, extra: Optional[Extra], prediction: Optional[torch.Tensor]) -> torch.Tensor:
+    def term(self, step: Step, extra: Extra | None, prediction: torch.Tensor | None) -> torch.Tensor:
         return sag_guidance(extra.target, prediction, step.settings.scale)
 
 

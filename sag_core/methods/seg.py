@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 from torch import nn
@@ -58,16 +57,16 @@ class SmoothedQueries:
     A `grid` of None is read at each forward from the layer's transformer input (see PerturbedLayer).
     """
 
-    grid: Optional[tuple[int, int]]
+    grid: tuple[int, int] | None
     sigma: float
     projection = "to_q"
     seen = "queries"
     needs_grid = True
 
-    def project(self, rows: torch.Tensor, grid: Optional[tuple[int, int]]) -> Optional[torch.Tensor]:
+    def project(self, rows: torch.Tensor, grid: tuple[int, int] | None) -> torch.Tensor | None:
         return smooth_queries(rows, grid, self.sigma)
 
-    def output(self, attention: nn.Module, seen: torch.Tensor) -> Optional[torch.Tensor]:
+    def output(self, attention: nn.Module, seen: torch.Tensor) -> torch.Tensor | None:
         return None
 
 
@@ -91,7 +90,7 @@ class SmoothedEnergyGuidance(Method):
     def extra(self, step: Step) -> Extra:
         return Extra(step.x, step.sigma, step.cond, SmoothedQueries(None, step.settings.seg_blur_sigma))
 
-    def term(self, step: Step, extra: Optional[Extra], prediction: Optional[torch.Tensor]) -> torch.Tensor:
+    def term(self, step: Step, extra: Extra | None, prediction: torch.Tensor | None) -> torch.Tensor:
         return seg_guidance(step.out, prediction, step.settings.seg_scale)
 
 
