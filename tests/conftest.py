@@ -1,14 +1,10 @@
-"""Puts the test host (tests/host) and the repository root on sys.path for every test."""
+"""Every test runs in the test host (tests/host), the stand-in webui: its root goes first on sys.path."""
 
-import sys
-from pathlib import Path
+import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "tests" / "host", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from tests import host
 
-import pytest  # noqa: E402
+host.use()
 
 
 @pytest.fixture(scope="module")

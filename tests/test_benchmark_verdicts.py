@@ -1,11 +1,6 @@
 """The benchmark's verdicts say only what its rounds show: a target straddled by the rounds is not measurable."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-
-import benchmark  # noqa: E402
+from tools import benchmark
 
 
 QUIET = 1.05

@@ -16,10 +16,11 @@ ROOT = Path(__file__).resolve().parents[1]
 
 CHILD = r'''
 import json, sys
-sys.path[:0] = ["tests/host", "tests", "."]
+from tests import host
+host.use()
 import torch
 import sag_core.methods
-from fourth_method import MOMENTUM
+from tests.fourth_method import MOMENTUM
 sag_core.methods.METHODS = (*sag_core.methods.METHODS, MOMENTUM)  # the one registry line
 
 import harness

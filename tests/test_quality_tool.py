@@ -1,4 +1,4 @@
-"""tools/quality.py: the smoke run fails when SAG is computed but not applied, and the lab's scores are the textbook ones.
+"""The quality lab (tools/quality): the smoke run fails when SAG is computed but not applied; the scores are the textbook ones.
 
 The family rows (PAG and SEG beside SAG) have their own smoke run, `quick --sets family`, whose page is
 written from a cache that holds only the family rows' cells.
@@ -14,29 +14,31 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "tools", ROOT / "tests" / "host", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from tools import demo
+from tools.quality import cli, report, weights
+from tools.quality.data import sample_set
+from tools.quality.report import stats
+from tools.quality.rows import ROW_SETS, family_rows, rows_of
+from tools.quality.scores import (PatchJudge, class_histogram, edge_energy, frechet_distance,
+                                  kernel_inception_distance, laplacian_pyramid, patch_descriptors, precision_recall,
+                                  sliced_wasserstein)
 
-from quality_scores import (PatchJudge, class_histogram, edge_energy, frechet_distance,  # noqa: E402
-                            kernel_inception_distance, laplacian_pyramid, patch_descriptors, precision_recall,
-                            sliced_wasserstein)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("quality")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "quality.py"), "quick", "--out", str(out)],
-                   check=True, cwd=out, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "tools.quality", "quick", "--out", str(out)],
+                   check=True, cwd=ROOT, capture_output=True, timeout=300)
     return {**json.loads((out / "quick.json").read_text()), "report": (out / "docs" / "quality-results.md").read_text()}
 
 
 @pytest.fixture(scope="module")
 def quick_family(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("quality-family")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "quality.py"), "quick", "--sets", "family", "--out", str(out)],
-                   check=True, cwd=out, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, "-m", "tools.quality", "quick", "--sets", "family", "--out", str(out)],
+                   check=True, cwd=ROOT, capture_output=True, timeout=300)
     docs = out / "docs"
     return {**json.loads((out / "quick.json").read_text()), "page": (docs / "quality-family.md").read_text(),
             "docs": sorted(path.name for path in docs.iterdir())}
@@ -84,18 +86,17 @@ def test_quick_report_judges_sags_change_under_five_scorers_and_the_patch_judge(
 
 
 def test_weight_files_are_named_by_the_code_and_the_torch_version(monkeypatch, tmp_path):
-    import quality_weights
-    spec = quality_weights.MODELS["base"]
-    before = quality_weights.diffusion_path(tmp_path, spec, 0)
-    assert quality_weights.diffusion_path(tmp_path, spec, 1) != before
+    spec = weights.MODELS["base"]
+    before = weights.diffusion_path(tmp_path, spec, 0)
+    assert weights.diffusion_path(tmp_path, spec, 1) != before
     monkeypatch.setattr(torch, "__version__", "0.0.0-other")
-    assert quality_weights.diffusion_path(tmp_path, spec, 0) != before
+    assert weights.diffusion_path(tmp_path, spec, 0) != before
     monkeypatch.undo()
-    changed = tmp_path / "quality_data.py"
-    changed.write_bytes(Path(quality_weights.quality_data.__file__).read_bytes() + b"# changed\n")
-    paths = quality_weights.code_paths()
-    monkeypatch.setattr(quality_weights, "code_paths", lambda: [changed if p.name == changed.name else p for p in paths])
-    assert quality_weights.diffusion_path(tmp_path, spec, 0) != before
+    changed = tmp_path / "data.py"
+    changed.write_bytes(Path(weights.data.__file__).read_bytes() + b"# changed\n")
+    paths = weights.code_paths()
+    monkeypatch.setattr(weights, "code_paths", lambda: [changed if p.name == changed.name else p for p in paths])
+    assert weights.diffusion_path(tmp_path, spec, 0) != before
 
 
 def test_frechet_distance_of_a_shifted_copy_is_the_squared_shift():
@@ -147,7 +148,6 @@ def test_class_histogram_counts_the_arg_max_class():
 
 
 def test_demo_out_takes_a_picture_file_or_a_folder_and_refuses_other_names_before_sampling(tmp_path, capsys):
-    import demo
     assert demo.picture_path(tmp_path / "x.png") == tmp_path / "x.png"
     assert demo.picture_path(tmp_path / "pictures") == tmp_path / "pictures" / "sag_demo.png"
     (tmp_path / "run.1").mkdir()
@@ -159,7 +159,6 @@ def test_demo_out_takes_a_picture_file_or_a_folder_and_refuses_other_names_befor
 
 
 def test_demo_help_describes_every_option(capsys):
-    import demo
     with pytest.raises(SystemExit):
         demo.main(["--help"])
     shown = " ".join(capsys.readouterr().out.split())
@@ -168,7 +167,6 @@ def test_demo_help_describes_every_option(capsys):
 
 
 def test_demo_model_is_shipped_small_and_loads_into_the_lab_networks():
-    import demo
     assert demo.MODEL_FILE.stat().st_size <= 5 * 2**20
     model, scorer, metadata = demo.load()  # load_state_dict is strict: every tensor has its place, none is missing
 
@@ -178,21 +176,19 @@ def test_demo_model_is_shipped_small_and_loads_into_the_lab_networks():
 
 
 def test_sign_test_is_the_exact_two_sided_binomial_tail_without_ties():
-    import quality_report
-    assert quality_report.sign_test([-1.0] * 14) == pytest.approx(2 / 2 ** 14)
-    assert quality_report.sign_test([-1.0] * 13 + [0.5]) == pytest.approx(2 * 15 / 2 ** 14)  # 13 of 14
-    assert quality_report.sign_test([-1.0, 1.0, 0.0]) == 1.0  # one each way, the tie dropped
-    assert quality_report.sign_test([-0.1] * 3) == 0.25  # 3 of 3 seeds: the chance of it with no effect
-    assert quality_report.sign_test([]) == 1.0
+    assert stats.sign_test([-1.0] * 14) == pytest.approx(2 / 2 ** 14)
+    assert stats.sign_test([-1.0] * 13 + [0.5]) == pytest.approx(2 * 15 / 2 ** 14)  # 13 of 14
+    assert stats.sign_test([-1.0, 1.0, 0.0]) == 1.0  # one each way, the tie dropped
+    assert stats.sign_test([-0.1] * 3) == 0.25  # 3 of 3 seeds: the chance of it with no effect
+    assert stats.sign_test([]) == 1.0
 
 
 def test_bootstrap_interval_holds_the_mean_and_is_fixed_by_its_seed():
-    import quality_report
     changes = [-0.9, -1.1, -0.7, -1.3, -1.0, -0.8]
-    low, high = quality_report.bootstrap_interval(changes)
+    low, high = stats.bootstrap_interval(changes)
     assert min(changes) < low < sum(changes) / len(changes) < high < max(changes)
-    assert quality_report.bootstrap_interval(changes) == (low, high)
-    assert quality_report.bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
+    assert stats.bootstrap_interval(changes) == (low, high)
+    assert stats.bootstrap_interval([0.5, 0.5, 0.5]) == (0.5, 0.5)
 
 
 def test_sliced_wasserstein_is_zero_for_the_same_set_and_the_mean_projected_shift_for_a_shifted_copy():
@@ -224,8 +220,6 @@ def test_patch_descriptors_are_the_images_own_windows():
 
 
 def test_patch_judge_scores_blurred_real_images_monotonically_worse():
-    sys.path.insert(0, str(ROOT))
-    from quality_data import sample_set
     from sag_core.blur import gaussian_blur_2d
     judge = PatchJudge(sample_set(512, 1)[0], per_image=8)
     images = sample_set(128, 2)[0]
@@ -249,7 +243,6 @@ KEYS_BEFORE_PAG = {"no guidance": "3b6946a35e", "CFG": "7420c10092", "CFG 7": "e
 
 
 def test_rows_made_before_pag_and_seg_keep_their_keys_and_the_family_shares_them():
-    from quality_rows import ROW_SETS, family_rows, rows_of
     before = {row.name: row for row in rows_of([name for name in ROW_SETS if name != "family"])}
     assert {name: before[name].key() for name in KEYS_BEFORE_PAG} == KEYS_BEFORE_PAG
     assert all(row.family is None for row in before.values())
@@ -263,7 +256,6 @@ def test_rows_made_before_pag_and_seg_keep_their_keys_and_the_family_shares_them
 
 def test_family_rows_reach_the_script_as_pag_and_seg_settings(ext):
     import harness
-    from quality_rows import family_rows
     from sag_core.params import PAG, SAG, SEG, SagParams
     script = harness.sag_script(ext.txt2img)
     for row in family_rows():
@@ -311,23 +303,20 @@ def test_quick_family_page_is_written_alone_from_the_family_cells(quick_family):
 
 
 def test_report_of_the_family_set_writes_the_family_page_only(monkeypatch):
-    import quality
-    import quality_report
     written = []
-    monkeypatch.setattr(quality_report, "write", lambda lab, docs: written.append("results"))
-    monkeypatch.setattr(quality_report, "write_family", lambda lab, docs: written.append("family"))
-    monkeypatch.setattr(quality_report, "write_masks", lambda lab, docs: written.append("masks"))
+    monkeypatch.setattr(report, "write", lambda lab, docs: written.append("results"))
+    monkeypatch.setattr(report, "write_family", lambda lab, docs: written.append("family"))
+    monkeypatch.setattr(report, "write_masks", lambda lab, docs: written.append("masks"))
     threads = ["--threads", str(torch.get_num_threads())]
-    quality.main(["report", "--sets", "family", *threads])
+    cli.main(["report", "--sets", "family", *threads])
     assert written == ["family"]
-    quality.main(["report", "--sets", "masks", *threads])
+    cli.main(["report", "--sets", "masks", *threads])
     assert written == ["family", "masks"]
-    quality.main(["report", *threads])
+    cli.main(["report", *threads])
     assert written == ["family", "masks", "results", "family", "masks"]
 
 
 def test_the_masks_set_shares_the_samplers_cells_and_varies_only_the_mask():
-    from quality_rows import rows_of
     masks, samplers = ({row.name: row for row in rows_of([name])} for name in ("masks", "samplers"))
     for name in ("DPM++ 2M CFG", "DPM++ 2M CFG + SAG"):
         assert masks[name].key() == samplers[name].key()

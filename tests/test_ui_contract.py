@@ -51,7 +51,7 @@ def test_one_version_in_pyproject_changelog_readme_and_the_start_up_line():
     changelog = re.search(r"^## (?!Unreleased)(\S+)", (ROOT / "CHANGELOG.md").read_text(), re.M).group(1)
     assert pyproject == changelog == __version__
     assert f"Version {__version__}" in (ROOT / "README.md").read_text()
-    load = ("import sys; sys.path[:0] = ['tests/host', '.']; import harness; harness.load_extension()")
+    load = "from tests import host; host.use(); import harness; harness.load_extension()"
     result = subprocess.run([sys.executable, "-c", load], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count(f"[Self-Attention Guidance] sd-webui-sag {__version__}") == 1

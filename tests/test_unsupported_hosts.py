@@ -26,7 +26,8 @@ IMITATE = {
 }
 LOAD = """
 import json, sys
-sys.path[:0] = ['tests/host', '.']
+from tests import host
+host.use()
 {imitate}
 import harness
 from modules import script_callbacks

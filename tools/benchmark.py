@@ -5,7 +5,7 @@ is repeated round-robin with the others (order reversed every other round) and t
 compared, so machine noise hits all variants alike. Absolute times mean little here: the ratios are
 the result. A target gets a verdict only when every round's ratio falls on one side of it; where the
 rounds straddle it, the machine's noise is larger than the margin and the verdict is "not measurable
-now". Run: python tools/benchmark.py [--quick] [--sizes 32 64 96] [--steps 4] [--repeats 4] [--threads 1]
+now". Run: python -m tools.benchmark [--quick] [--sizes 32 64 96] [--steps 4] [--repeats 4] [--threads 1]
 """
 
 from __future__ import annotations
@@ -19,17 +19,15 @@ import sys
 import time
 from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any, Callable, Iterator
 from unittest import mock
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "tests" / "host", ROOT):  # as tests/conftest.py does
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from tests import host
+
+host.use()
 
 import harness  # noqa: E402
 from ldm.modules.diffusionmodules.openaimodel import UNetModel  # noqa: E402
@@ -281,7 +279,7 @@ def saliency_memory(tokens: int, heads: int, dim: int) -> dict[str, float]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.benchmark", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help=f"short mode: 32x32 only, 4 steps, {MIN_ROUNDS} rounds (off check too), N=1024")
     parser.add_argument("--sizes", type=int, nargs="+", help="latent sizes (pixels = 8x; default 32 64 96, --quick 32)")

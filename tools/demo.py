@@ -1,6 +1,6 @@
 """Show SAG at work on a trained model, without the webui: the same seeds with CFG and with CFG + SAG.
 
-Loads the quality lab's trained model (tools/demo-model/, rebuilt by `python tools/demo.py --export`
+Loads the quality lab's trained model (tools/demo-model/, rebuilt by `python -m tools.demo --export`
 from the lab's weight cache) and samples 128 images, 16 of each of 8 shape classes, through the test
 host's webui path (webui v1.10.1's CFG denoiser, Euler a, 20 steps, CFG 3) with the extension's own
 script, once without and once with SAG at its defaults. Writes out/demo/sag_demo.png: one image of
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -21,21 +20,22 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT / "tools", ROOT / "tests" / "host", ROOT):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
+from tests import host
+
+host.use()
 
 import harness  # noqa: E402
 from models import TinyLatentDiffusion  # noqa: E402
 from modules import script_callbacks, sd_hijack_unet, shared  # noqa: E402
-from quality import REFERENCE_IMAGES, REFERENCE_SEED  # noqa: E402
-from quality_cells import MaskLog, Sampling, sample_cell  # noqa: E402
-from quality_data import CLASSES, sample_set  # noqa: E402
-from quality_models import ClassifierConfig, DiffusionPair, ShapeClassifier  # noqa: E402
-from quality_rows import Row  # noqa: E402
-from quality_scores import classify, frechet_distance, recognised  # noqa: E402
-from quality_weights import MODELS, classifier_path, code_fingerprint, diffusion_path  # noqa: E402
+
+from .quality import ROOT  # noqa: E402
+from .quality.cells import MaskLog, Sampling, sample_cell  # noqa: E402
+from .quality.data import CLASSES, sample_set  # noqa: E402
+from .quality.lab import REFERENCE_IMAGES, REFERENCE_SEED  # noqa: E402
+from .quality.models import ClassifierConfig, DiffusionPair, ShapeClassifier  # noqa: E402
+from .quality.rows import Row  # noqa: E402
+from .quality.scores import classify, frechet_distance, recognised  # noqa: E402
+from .quality.weights import MODELS, classifier_path, code_fingerprint, diffusion_path  # noqa: E402
 
 MODEL_FILE = ROOT / "tools" / "demo-model" / "sag-lab-base-seed0.safetensors"
 DEMO_MODEL, DEMO_TRAINING_SEED, DEMO_SCORER_SEED = "base", 0, 1
@@ -132,7 +132,7 @@ def picture_path(out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.demo", description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=1,
                         help="sampling seed: the same seed gives both runs the same noise (default 1)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT,
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     model, scorer, metadata = load()
     if metadata.get("code") != code_fingerprint():
         print(f"note: {MODEL_FILE.name} was trained by other model code or torch ({metadata.get('code')}, torch "
-              f"{metadata.get('torch')}); rebuild it with tools/quality.py run and tools/demo.py --export")
+              f"{metadata.get('torch')}); rebuild it with python -m tools.quality run and python -m tools.demo --export")
     sd_hijack_unet.apply_optimizations()
     shared.sd_model = TinyLatentDiffusion(model.unet)
     ext = harness.load_extension()

@@ -20,17 +20,12 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-import harness
-from modules import processing
-from modules.prompt_parser import MulticondBatch
-from quality_data import balanced_labels
-from quality_models import NULL_CLASS, DiffusionPair, ShapeClassifier
-from quality_rows import Row
-from quality_scores import chroma, classify
-from sag_core.run import RUN_OPTIONS_ATTR, RunOptions
-from sag_core.saliency import saliency_mask
-
-ROOT = Path(__file__).resolve().parents[1]
+from . import ROOT
+from .data import balanced_labels
+from .host import RUN_OPTIONS_ATTR, MulticondBatch, RunOptions, harness, processing, saliency_mask
+from .models import NULL_CLASS, DiffusionPair, ShapeClassifier
+from .rows import Row
+from .scores import chroma, classify
 
 
 @dataclass(frozen=True)
@@ -42,9 +37,9 @@ class Sampling:
 
 
 def extension_fingerprint() -> str:
-    """A short hash of the extension's code (sag_core and scripts): recorded in each cell."""
+    """A short hash of the extension's code (sag_core with its sub-packages, and scripts): recorded in each cell."""
     digest = hashlib.sha1()
-    for path in sorted([*ROOT.glob("sag_core/*.py"), *ROOT.glob("scripts/*.py")]):
+    for path in sorted([*(ROOT / "sag_core").rglob("*.py"), *ROOT.glob("scripts/*.py")]):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:10]
 

@@ -1,4 +1,4 @@
-"""The procedural image set of tools/quality.py: one coloured shape or textured patch per 32x32 image.
+"""The procedural image set of the quality lab: one coloured shape or textured patch per 32x32 image.
 
 Each image is drawn from signed distances with a one-pixel soft edge, so every class has crisp
 edges (and two of them fine stripes or checks) that a blurry sample loses. Channels: RGB in [-1, 1]

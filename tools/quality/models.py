@@ -1,4 +1,4 @@
-"""The two networks of tools/quality.py and how each is trained: the diffusion U-Net and the scoring classifier.
+"""The two networks of the quality lab and how each is trained: the diffusion U-Net and the scoring classifier.
 
 The diffusion model is the ldm `UNetModel` the webui runs (spatial transformers, self-attention in
 the middle block), trained with SD's eps objective on SD's 1000-step scaled-linear schedule, so the
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from ldm.modules.diffusionmodules.openaimodel import UNetModel
 from torch import nn
 
-from quality_data import CHANNELS, CLASSES, random_batch
+from .data import CHANNELS, CLASSES, random_batch
 
 NULL_CLASS = len(CLASSES)
 

@@ -1,4 +1,4 @@
-"""The rows of the quality lab: what each samples, grouped into the sets tools/quality.py runs.
+"""The rows of the quality lab: what each samples, grouped into the sets the lab runs.
 
 A row is one job setting (sampler, steps, CFG scale, SAG's values, PAG's and SEG's, mask variant),
 sampled once per model, training seed and sampling seed. Its key hashes only what changes the

@@ -1,4 +1,4 @@
-"""Scores of tools/quality.py: distances on classifier features, a patch judge that is no classifier, image statistics."""
+"""Scores of the lab: distances on classifier features, a patch judge that is no classifier, image statistics."""
 
 from __future__ import annotations
 

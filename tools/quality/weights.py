@@ -1,7 +1,7 @@
 """The lab's trained networks, cached on disk: the diffusion models it compares and the scorers.
 
 A cached file is named by what made it: the network's configuration, its training seed, a hash of
-the code that defines and trains it (tools/quality_models.py, tools/quality_data.py and the ldm
+the code that defines and trains it (tools/quality/models.py, tools/quality/data.py and the ldm
 U-Net and attention sources) and the torch version. A change to any of them trains afresh; stale
 weights are never reused.
 """
@@ -17,9 +17,9 @@ import torch
 from ldm.modules import attention as ldm_attention
 from ldm.modules.diffusionmodules import openaimodel
 
-import quality_data
-import quality_models
-from quality_models import ClassifierConfig, DiffusionPair, ShapeClassifier, TrainConfig, UNetConfig
+from . import data, models
+from .host import sd_alphas_cumprod
+from .models import ClassifierConfig, DiffusionPair, ShapeClassifier, TrainConfig, UNetConfig
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ PANEL_SEEDS = (1, 2, 3, 4, 5)  # the report judges every cell that keeps its ima
 
 def code_paths() -> list[Path]:
     """The sources that define and train the networks: ours, and the ldm U-Net and attention they are built of."""
-    return [Path(module.__file__) for module in (quality_models, quality_data, openaimodel, ldm_attention)]
+    return [Path(module.__file__) for module in (models, data, openaimodel, ldm_attention)]
 
 
 def code_fingerprint() -> str:
@@ -80,8 +80,7 @@ def diffusion_model(cache: Path, spec: ModelSpec, seed: int, retrain: bool = Fal
         model.load_state_dict(saved["state"])
         return model.eval().requires_grad_(False), saved["log"]
     print(f"training diffusion model {spec.name}, seed {seed} ({train.steps} steps) ...", flush=True)
-    model, log = quality_models.train_diffusion(train, spec.unet, sd_alphas_cumprod(),
-                                                log_every=max(1, train.steps // 15))
+    model, log = models.train_diffusion(train, spec.unet, sd_alphas_cumprod(), log_every=max(1, train.steps // 15))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": model.state_dict(), "log": log}, path)
     return model, log
@@ -96,13 +95,7 @@ def scoring_classifier(cache: Path, config: ClassifierConfig, retrain: bool = Fa
         model.load_state_dict(saved["state"])
         return model.eval().requires_grad_(False), saved["log"]
     print(f"training the scoring classifier, seed {config.seed} ({config.steps} steps) ...", flush=True)
-    model, log = quality_models.train_classifier(config)
+    model, log = models.train_classifier(config)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state": model.state_dict(), "log": log}, path)
     return model, log
-
-
-def sd_alphas_cumprod() -> torch.Tensor:
-    """SD's scaled-linear schedule, from the test host's model module (imported late: it needs the host on sys.path)."""
-    from models import sd_alphas_cumprod as alphas
-    return alphas()
