@@ -140,7 +140,8 @@ class SaliencyRecorder:
             self._pending = None
             return
         heads = attention.heads
-        saliency = saliency_from_qk(_split_heads(pending.q, heads), _split_heads(pending.k, heads), attention.scale)
+        scale = getattr(attention, "scale", None) or (pending.q.shape[-1] // heads) ** -0.5  # Forge's has none
+        saliency = saliency_from_qk(_split_heads(pending.q, heads), _split_heads(pending.k, heads), scale)
         self._pending = None
         self.add(pending.call_rows, saliency)
 

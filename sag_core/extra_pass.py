@@ -2,8 +2,9 @@
 
 SAG's rows carry the degraded input and need no perturbation; PAG's and SEG's carry the prompt rows
 and perturb the chosen layer's self-attention for their own rows only. When the methods'
-conditionings cannot be joined (prompt and negative prompt of different lengths with the host's
-padding off), each method gets its own call.
+conditionings cannot all be joined (prompt and negative prompt of different lengths with the host's
+padding off; on Forge, where each kind of row goes through the host's batch function on its own),
+the methods whose conditionings join share a call: PAG's and SEG's prompt rows, SAG's apart.
 """
 
 from __future__ import annotations
@@ -37,10 +38,27 @@ def _call(parts: Sequence[Extra], cond: Conditioning, predict: Predict,
     return list(out.split(sizes))
 
 
+def joinable_groups(conds: Sequence[Conditioning]) -> list[list[int]]:
+    """The conditionings' indices grouped so that each group's join: each joins the first group it fits."""
+    groups: list[list[int]] = []
+    for index, cond in enumerate(conds):
+        group = next((group for group in groups if concat_rows([conds[i] for i in group] + [cond]) is not None), None)
+        if group is None:
+            groups.append([index])
+        else:
+            group.append(index)
+    return groups
+
+
 def predict_together(parts: Sequence[Extra], predict: Predict,
                      layer: AttentionLayer | None = None) -> list[torch.Tensor]:
-    """Each part's prediction: one call for all where their conditionings join, else one call per part."""
-    cond = concat_rows([part.cond for part in parts])
-    if cond is not None or all(part.cond is None for part in parts):
-        return _call(parts, cond, predict, layer)
-    return [_call([part], part.cond, predict, layer)[0] for part in parts]
+    """Each part's prediction: one call for all where their conditionings join, else one call per joinable group."""
+    conds = [part.cond for part in parts]
+    if all(cond is None for cond in conds):
+        return _call(parts, None, predict, layer)
+    predictions: list[torch.Tensor] = [torch.empty(0)] * len(parts)
+    for group in joinable_groups(conds):
+        members = [parts[i] for i in group]
+        for i, prediction in zip(group, _call(members, concat_rows([conds[i] for i in group]), predict, layer)):
+            predictions[i] = prediction
+    return predictions

@@ -16,6 +16,7 @@ from torch import nn
 from .attention_hook import SaliencyHook, SaliencyRecorder
 from .conditioning import Conditioning
 from .extra_pass import predict_together
+from .hooks import HookSet
 from .layers import AttentionLayer, find_layer
 from .methods import PROMPT, UNCOND, Method, RunOptions, Step
 from .methods.base import OutputSpace
@@ -23,6 +24,8 @@ from .params import SagParams
 from .tracking import RowTracker, RowTrackingHook
 
 Predict = Callable[[torch.Tensor, torch.Tensor, Conditioning], torch.Tensor]
+TrackingHook = Callable[[nn.Module, RowTracker, "nn.Module | None"], HookSet]
+"""Builds the hooks that tell a RowTracker where each U-Net call's rows sit (the host's protocol)."""
 
 RUN_OPTIONS_ATTR = "sag_run_options"
 """Attribute of a job object carrying its RunOptions (the lab's ablations set it; users never do)."""
@@ -51,9 +54,9 @@ class _Hooks:
     """What the run holds on one U-Net: the row tracking, SAG's saliency hook when it acts, the resolved layer."""
 
     def __init__(self, unet: nn.Module, model: nn.Module | None, layer: AttentionLayer,
-                 tracker: RowTracker, recorder: SaliencyRecorder | None) -> None:
+                 tracker: RowTracker, recorder: SaliencyRecorder | None, track: TrackingHook) -> None:
         self.unet, self.model, self.layer = unet, model, layer
-        self.parts = [RowTrackingHook(unet, tracker, model)]
+        self.parts = [track(unet, tracker, model)]
         if recorder is not None:
             self.parts.append(SaliencyHook(layer, recorder))
 
@@ -109,17 +112,19 @@ class SagRun:
         """The guided layer of the hooked U-Net, resolved once when it was hooked."""
         return self.hooks.layer if self.hooks is not None else None
 
-    def attach(self, unet: nn.Module, model: nn.Module | None = None, layer: AttentionLayer | None = None) -> None:
+    def attach(self, unet: nn.Module, model: nn.Module | None = None, layer: AttentionLayer | None = None,
+               track: TrackingHook = RowTrackingHook) -> None:
         """Hook `unet` and the sampler's `model` around it (moving the hooks if either changed since the last step).
 
-        `layer` is the guided layer when the caller has already resolved it on this `unet`.
+        `layer` is the guided layer when the caller has already resolved it on this `unet`; `track` builds
+        the row tracking hooks of the host (A1111's: rows in the order the model calls take them).
         """
         hooks = self.hooks
         if hooks is not None and hooks.unet is unet and hooks.model is model and hooks.installed:
             return
         self.detach()
         resolved = layer if layer is not None else find_layer(unet, self.params.layer)
-        self.hooks = _Hooks(unet, model, resolved, self.tracker, self.recorder).install()
+        self.hooks = _Hooks(unet, model, resolved, self.tracker, self.recorder, track).install()
 
     def detach(self) -> None:
         """Remove the hooks, if any; idempotent."""

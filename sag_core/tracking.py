@@ -148,6 +148,21 @@ class RowTracker:
             return
         self.placement = self._place_tiles(x, call)
 
+    def place(self, x: torch.Tensor, rows: Sequence[int]) -> None:
+        """Place a U-Net call (its input `x`) whose rows the host names: `rows[i]` is the step row of x's row i.
+
+        For a host that tells each call's rows (Forge's `cond_or_uncond`); a call on another latent size
+        (a tile, an area conditioning) or of other rows than named loses the step.
+        """
+        if not self.active:
+            return
+        self.placement = None
+        rows = list(rows)
+        if len(rows) != x.shape[0] or tuple(x.shape[-2:]) != self.size or not set(rows) <= set(range(len(self._x))):
+            self.lost = True
+            return
+        self.placement = Placement(rows, [(0, 0)] * len(rows), self.size)
+
     def _place_tiles(self, x: torch.Tensor, call: _ModelCall) -> Placement | None:
         per_tile = call.x.shape[0]
         if x.shape[0] % per_tile:

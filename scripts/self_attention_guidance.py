@@ -1,7 +1,8 @@
-"""Self-Attention Guidance for the AUTOMATIC1111 webui: the UI, the script hooks and the CFG callbacks.
+"""Self-Attention Guidance for the AUTOMATIC1111 webui and its forks: the UI, the script hooks, the CFG callbacks.
 
-Thin glue: the methods live in sag_core/methods, the webui's protocol in sag_core/host (its CFG
-denoiser in host/a1111.py); this file hands the webui's modules to them (webui 1.6 to 1.10).
+Thin glue: the methods live in sag_core/methods, the hosts' protocols in sag_core/host (A1111's CFG
+denoiser in host/a1111.py, webui 1.6 to 1.10; the Forge family's patcher in host/forge.py); this
+file hands the host's modules to them.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ import gradio as gr
 
 from modules import prompt_parser, script_callbacks, scripts, shared, ui_components
 from sag_core.host.a1111 import GenerationSag, Webui
+from sag_core.host.forge import NOT_GUIDED, UI_NOTE, Forge, ForgeGeneration, built_in_guidance_warnings
 from sag_core.host.infotext import FAILED_KEY, MARKERS, SKIPPED_KEY, read_pasted, write_branches, write_count, \
     write_settings
 from sag_core.host.jobs import SamplingJobs, guard_sampling as guard_job, preview_blocker, unguard_sampling
 from sag_core.host.preview import pasted_crop_box
 from sag_core.host.refusal import client_error_type, refusal_message
-from sag_core.host.support import unsupported_host
+from sag_core.host.support import forge_family, unsupported_host
 from sag_core.layers import attention_layers, find_layer
 from sag_core.methods import METHODS
 from sag_core.params import FIELDS, FIELDS_BY_ATTR, OVERRIDES_ATTR, VALUE_FIELDS, Field, SagParamError, SagParams
@@ -30,6 +32,13 @@ RUN_ATTR = "_sag_generation"
 HAS_AFTER_COMPOSITE = hasattr(scripts.Script, "postprocess_image_after_composite")  # webui 1.8+
 UNSUPPORTED = unsupported_host(shared, ui_components)
 WEBUI = Webui(lambda: shared.sd_model, prompt_parser.reconstruct_multicond_batch)
+FORK = forge_family()
+if FORK is not None:  # the cond/uncond batch function: Forge's backend, or reForge's (and Classic's) ldm_patched
+    try:
+        from backend.sampling.sampling_function import calc_cond_uncond_batch
+    except ImportError:
+        from ldm_patched.modules.samplers import calc_cond_uncond_batch
+FORGE = Forge(calc_cond_uncond_batch) if FORK is not None else None
 REFUSED = client_error_type()
 
 active: SamplingJobs[GenerationSag] = SamplingJobs()
@@ -98,15 +107,20 @@ def end_generation(p: Any) -> None:
     """Undo what this job's SAG left on `p` (its generation, its guarded class) and on the model."""
     generation = own_generation(p)
     if generation is not None:
-        generation.run.detach()
+        generation.end()
         report_failures(generation.run)
     vars(p).pop(RUN_ATTR, None)
     unguard_sampling(p)
 
 
+def model_unet() -> Any:
+    """The loaded model's U-Net, hooked by name; None on Forge for a model that has none (not guided)."""
+    return FORGE.unet(shared.sd_model) if FORGE is not None else WEBUI.unet()
+
+
 def job_refusal(error: Exception) -> SagParamError:
     """What a job with a refused setting raises (see host/refusal.py); one console line says it."""
-    field, message = refusal_message(error, lambda: attention_layers(WEBUI.unet()))
+    field, message = refusal_message(error, lambda: attention_layers(model_unet()))
     print(f"[{TITLE}] job refused: {message}", file=sys.stderr)
     return REFUSED(field, message, getattr(error, "value", None))
 
@@ -128,6 +142,8 @@ class SelfAttentionGuidanceScript(scripts.Script):
             for method in others:
                 with self._accordion(method.fields[0], controls):
                     self._rows(method.layout, controls)
+            if FORGE is not None:
+                gr.Markdown(UI_NOTE)
         switches = [(controls[method.switch], lambda d, key=marker: key in d)
                     for method, marker in zip(METHODS, MARKERS)]  # 0.2.0's entries first, in its order
         self.infotext_fields = switches[:1] + [(controls[f.attr], f.infotext) for f in VALUE_FIELDS] + switches[1:]
@@ -160,7 +176,11 @@ class SelfAttentionGuidanceScript(scripts.Script):
         try:
             params = SagParams.from_script_args(args).with_overrides(getattr(p, OVERRIDES_ATTR, None))
             if params.active:
-                unet = WEBUI.unet()
+                unet = model_unet()
+                if unet is None:
+                    print(f"[{TITLE}] {NOT_GUIDED}.", file=sys.stderr)
+                    write_settings(p.extra_generation_params, None)
+                    return
                 layer = find_layer(unet, params.layer)
         except (SagParamError, LookupError) as error:
             write_settings(p.extra_generation_params, None)
@@ -169,10 +189,21 @@ class SelfAttentionGuidanceScript(scripts.Script):
         write_settings(p.extra_generation_params, params if params.switched_on else None)
         if not params.switched_on:
             return
-        generation = GenerationSag(p, params, WEBUI, unet, layer)
+        if FORGE is not None:
+            generation = ForgeGeneration(p, params, FORGE, unet, layer)
+            for line in built_in_guidance_warnings(p, FORK):
+                print(f"[{TITLE}] {line}.", file=sys.stderr)
+        else:
+            generation = GenerationSag(p, params, WEBUI, unet, layer)
         write_branches(p.extra_generation_params, generation.run.kinds)
         setattr(p, RUN_ATTR, generation)
         guard_sampling(p, generation=generation)
+
+    def process_before_every_sampling(self, p: Any, *args: Any, **kwargs: Any) -> None:
+        """Forge family: put the guided clone of this pass's U-Net patcher on the job's model."""
+        generation = own_generation(p)
+        if isinstance(generation, ForgeGeneration):
+            generation.patch_job(p)
 
     def process_batch(self, p: Any, *args: Any, **kwargs: Any) -> None:
         generation = own_generation(p)

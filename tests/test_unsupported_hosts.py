@@ -1,4 +1,5 @@
-"""Installed where it cannot run, the extension loads quietly, says why in one line and adds nothing.
+"""Installed where it cannot run, the extension loads quietly, says why in one line and adds nothing;
+where it can (A1111 1.6+, Forge, reForge), it adds its script, callbacks and axes.
 
 Each host is imitated by what tells it apart (read from their sources: SD.Next's `shared.Backend`
 (vladmandic/sdnext modules/shared.py), the `modules_forge` package that Forge and reForge import at
@@ -54,10 +55,6 @@ def load_in(host: str) -> tuple[list[str], dict]:
 @pytest.mark.parametrize("host,why", [
     ("sdnext", "SD.Next is not supported: it replaced SAG with Perturbed-Attention Guidance; use its "
                "'Attention guidance' setting under Guidance instead"),
-    ("forge", "Forge is not supported: it has its own SAG; use its built-in 'SelfAttentionGuidance Integrated' "
-              "script instead"),
-    ("reforge", "reForge is not supported: it has its own SAG; use its built-in 'SelfAttentionGuidance Integrated' "
-                "script instead"),
     ("a1111-1.5", "this webui is older than 1.6.0, which SAG needs; update the webui (git pull)"),
 ])
 def test_an_unsupported_host_gets_one_line_and_no_ui_callbacks_or_axes(host, why):
@@ -68,8 +65,9 @@ def test_an_unsupported_host_gets_one_line_and_no_ui_callbacks_or_axes(host, why
     assert found == {"scripts": [0, 0], "callbacks": [], "axes": []}
 
 
-def test_a_supported_webui_gets_the_script_its_callbacks_and_axes():
-    lines, found = load_in("a1111-1.10")
+@pytest.mark.parametrize("host", ["a1111-1.10", "forge", "reforge"])
+def test_a_supported_webui_gets_the_script_its_callbacks_and_axes(host):
+    lines, found = load_in(host)
     assert len(lines) == 1 and "inactive" not in lines[0]
     assert found["scripts"] == [1, 1]
     assert sorted(found["callbacks"]) == ["cfg_after_cfg", "cfg_denoised", "cfg_denoiser", "infotext_pasted",

@@ -177,6 +177,10 @@ class GenerationSag:
     def detach(self) -> None:
         self.run.detach()
 
+    def end(self) -> None:
+        """Undo what this generation left on the host's model, at the end of its job (or its failure)."""
+        self.run.detach()
+
     def begin_batch(self) -> None:
         self.run.reset_batch()
         self.batch_masks = []
