@@ -93,7 +93,7 @@ def forge_model():
     return SimpleNamespace(forge_objects=SimpleNamespace(unet=ModelPatcher(model)))
 
 
-def forge_step(settings: dict | None, batch: int, cfg_scale: float, sd_model=None, mask=None):
+def forge_step(settings: dict | None, batch: int, cfg_scale: float, sd_model=None, mask=None, cfgpp=None):
     """One Forge step; the generation (None when off) and the output. At CFG 1 the job has no uncond (processing.py).
 
     `mask` (1 = keep the initial latent) makes it an inpainting step on a fixed initial latent.
@@ -103,6 +103,9 @@ def forge_step(settings: dict | None, batch: int, cfg_scale: float, sd_model=Non
     job = Job(sd_model, cfg_scale)
     denoiser = forge_denoiser.ForgeCFGDenoiser(job, STEPS)
     denoiser.step = 3
+    if cfgpp is not None:  # DDIM CFG++ (sd_samplers_timesteps_impl.ddim_cfgpp) reads last_noise_uncond
+        denoiser.need_last_noise_uncond = True
+        cfgpp.append(denoiser)
     if mask is not None:
         denoiser.mask, denoiser.nmask = mask, 1 - mask
         denoiser.init_latent = torch.randn(x.shape, generator=torch.Generator().manual_seed(5))
@@ -211,3 +214,13 @@ def test_each_sampling_pass_patches_afresh_and_the_end_restores_the_models_own_p
     assert len(sd_model.forge_objects.unet.model_options["sampler_post_cfg_function"]) == 1
     generation.end()
     assert sd_model.forge_objects.unet is own and "sampler_post_cfg_function" not in own.model_options
+
+
+def test_under_ddim_cfgpp_the_term_joins_the_uncond_noise_as_it_joins_the_result():
+    on_denoisers, off_denoisers = [], []
+    _, on = forge_step(SAG, 2, 5.0, cfgpp=on_denoisers)
+    _, off = forge_step(None, 2, 5.0, cfgpp=off_denoisers)
+    sigma = step_inputs(2)[1].view(-1, 1, 1, 1)
+    moved = on_denoisers[0].last_noise_uncond - off_denoisers[0].last_noise_uncond
+    assert (on - off).abs().max() > 1e-2
+    assert torch.allclose(moved, -(on - off) / sigma, atol=1e-5, rtol=0)

@@ -141,6 +141,7 @@ class ForgeGeneration(GenerationSag):
         self.forge = forge
         self._images = 0
         self._patched: tuple[Any, Any, Any] | None = None  # (forge_objects, its own patcher, our clone)
+        self._added: tuple[torch.Tensor, torch.Tensor] | None = None  # this step's term and sigma, for CFG++
 
     def patch(self, patcher: Any) -> Any:
         """A clone of the pass's U-Net patcher with our post-CFG function; the shared patcher is left as it was.
@@ -217,13 +218,25 @@ class ForgeGeneration(GenerationSag):
 
         self.run.guide(torch.cat([args["cond_denoised"], args["uncond_denoised"]]), X0Space(), predict)
         term = self.run.take_term(self.keep())
+        self._added = None if term is None else (term, args["sigma"])
         return denoised if term is None else denoised + term.to(denoised.dtype)
 
     def guide(self, params: Any) -> None:
         """A1111's `cfg_denoised` stage: Forge does not call it; the post-CFG function guides."""
 
     def apply(self, denoised: Any) -> Any:
-        """A1111's `cfg_after_cfg` stage: the term was added in the post-CFG function already."""
+        """A1111's `cfg_after_cfg` stage: the term is in already; under DDIM CFG++ it joins the uncond noise too.
+
+        Forge's CFG++ re-noises with `last_noise_uncond` = (x - uncond x0) / sigma, computed from the host's
+        own uncond prediction; SAG's term moves that prediction as it moves the result (see a1111.apply).
+        """
+        added, self._added = self._added, None
+        denoiser = self._denoiser
+        noise = getattr(denoiser, "last_noise_uncond", None)
+        if added is not None and getattr(denoiser, "need_last_noise_uncond", False) and noise is not None \
+                and noise.shape == added[0].shape:
+            term, sigma = added
+            denoiser.last_noise_uncond = noise - (term / sigma.view(-1, 1, 1, 1)).to(noise.dtype)
         return denoised
 
 
