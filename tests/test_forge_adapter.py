@@ -62,16 +62,16 @@ class Callbacks:
             script_callbacks.remove_callbacks_for_function(callback)
 
 
-def step_inputs(batch: int, size: int = 32):
+def step_inputs(batch: int, size: tuple[int, int] = (32, 32)):
     generator = torch.Generator().manual_seed(3)
     sigma = CFGDenoiserKDiffusion(None).inner_model.sigmas[SCHEDULE_INDEX]
-    x = torch.randn(batch, 4, size, size, generator=generator) * (sigma ** 2 + 1) ** 0.5
+    x = torch.randn(batch, 4, *size, generator=generator) * (sigma ** 2 + 1) ** 0.5
     cond, uncond = conds(batch)
     return x, sigma.repeat(batch), cond, uncond, torch.zeros(batch, 5, 1, 1)
 
 
-def a1111_step(settings: dict | None, batch: int, cfg_scale: float) -> torch.Tensor:
-    x, sigma, cond, uncond, image_cond = step_inputs(batch)
+def a1111_step(settings: dict | None, batch: int, cfg_scale: float, size: tuple[int, int] = (32, 32)) -> torch.Tensor:
+    x, sigma, cond, uncond, image_cond = step_inputs(batch, size)
     denoiser = CFGDenoiserKDiffusion(SimpleNamespace(sampler_extra_args={"cond": cond}))
     denoiser.total_steps, denoiser.step = STEPS, 3
     if settings is None:
@@ -93,12 +93,13 @@ def forge_model():
     return SimpleNamespace(forge_objects=SimpleNamespace(unet=ModelPatcher(model)))
 
 
-def forge_step(settings: dict | None, batch: int, cfg_scale: float, sd_model=None, mask=None, cfgpp=None):
+def forge_step(settings: dict | None, batch: int, cfg_scale: float, sd_model=None, mask=None, cfgpp=None,
+               size: tuple[int, int] = (32, 32)):
     """One Forge step; the generation (None when off) and the output. At CFG 1 the job has no uncond (processing.py).
 
     `mask` (1 = keep the initial latent) makes it an inpainting step on a fixed initial latent.
     """
-    x, sigma, cond, uncond, image_cond = step_inputs(batch)
+    x, sigma, cond, uncond, image_cond = step_inputs(batch, size)
     sd_model = sd_model or forge_model()
     job = Job(sd_model, cfg_scale)
     denoiser = forge_denoiser.ForgeCFGDenoiser(job, STEPS)
@@ -224,3 +225,11 @@ def test_under_ddim_cfgpp_the_term_joins_the_uncond_noise_as_it_joins_the_result
     moved = on_denoisers[0].last_noise_uncond - off_denoisers[0].last_noise_uncond
     assert (on - off).abs().max() > 1e-2
     assert torch.allclose(moved, -(on - off) / sigma, atol=1e-5, rtol=0)
+
+
+def test_a_size_not_divisible_by_64_is_guided_as_on_a1111():
+    size = (33, 25)  # 264 x 200 pixels
+    a1111 = a1111_step(METHODS["all three"], 2, 5.0, size)
+    generation, forge = forge_step(METHODS["all three"], 2, 5.0, size=size)
+    assert generation.run.guided_steps == 1 and forge.shape == (2, 4, 33, 25)
+    assert torch.allclose(forge, a1111, atol=1e-5, rtol=0)
