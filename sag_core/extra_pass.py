@@ -28,13 +28,17 @@ def _call(parts: Sequence[Extra], cond: Conditioning, predict: Predict,
     sizes = [part.x.shape[0] for part in parts]
     total, first = sum(sizes), 0
     with ExitStack() as hooks:
+        perturbed = []
         for part, size in zip(parts, sizes):
             if part.perturbation is not None:
                 if layer is None:
                     raise ValueError("a perturbed pass needs the layer to perturb")
-                hooks.enter_context(PerturbedLayer(layer, range(first, first + size), part.perturbation, total))
+                perturbed.append(hooks.enter_context(
+                    PerturbedLayer(layer, range(first, first + size), part.perturbation, total)))
             first += size
         out = predict(torch.cat([part.x for part in parts]), torch.cat([part.sigma for part in parts]), cond)
+        for hook in perturbed:
+            hook.check_ran()
     return list(out.split(sizes))
 
 

@@ -74,6 +74,7 @@ class PerturbedSelfAttention(HookSet):
         if period is not None and rows and max(rows) >= period:
             raise ValueError(f"perturbed rows {rows} do not fit a period of {period} rows")
         self._run: _Run | None = None
+        self.perturbed_runs = 0  # forwards of the attention that perturbed its rows since the hooks were made
         super().__init__()
         self.attention = attention
         self.rows = rows
@@ -134,6 +135,7 @@ class PerturbedSelfAttention(HookSet):
         run, self._run = self._run, None
         if run is None:
             return None
+        self.perturbed_runs += 1
         perturbation = self.perturbation
         if run.seen is None:
             raise PerturbationError(
@@ -163,3 +165,13 @@ class PerturbedLayer(HookSet):
 
     def _on_transformer(self, module: nn.Module, args: tuple) -> None:
         self.grid = tuple(args[0].shape[-2:]) if args else None
+
+    def check_ran(self) -> None:
+        """Raise unless every attention of the layer ran its own forward, perturbed, since the hooks were made.
+
+        A host patch that replaces the attention's forward (Forge's attn1_replace, used by its built-in
+        SAG) would leave the rows unperturbed and the method's term silently zero.
+        """
+        if not all(part.perturbed_runs for part in self.parts):
+            raise PerturbationError(f"the self-attention of layer {self.layer.name!r} did not run its own forward "
+                                    "(another extension replaces it?): nothing was perturbed")

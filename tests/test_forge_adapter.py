@@ -13,6 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
+from einops import rearrange
 
 import forge_denoiser
 from backend.modules.k_model import KModel
@@ -233,3 +235,31 @@ def test_a_size_not_divisible_by_64_is_guided_as_on_a1111():
     generation, forge = forge_step(METHODS["all three"], 2, 5.0, size=size)
     assert generation.run.guided_steps == 1 and forge.shape == (2, 4, 33, 25)
     assert torch.allclose(forge, a1111, atol=1e-5, rtol=0)
+
+
+def projections_only(block):
+    """The block's forward as Forge runs it under an attn1_replace patch (backend/nn/unet.py _forward):
+    attn1's projections called one by one, never attn1's own forward."""
+    def _forward(x, context=None):
+        attention = block.attn1
+        n = block.norm1(x)
+        q, k, v = (rearrange(f(n), "b n (h d) -> b h n d", h=attention.heads)
+                   for f in (attention.to_q, attention.to_k, attention.to_v))
+        out = rearrange(F.scaled_dot_product_attention(q, k, v), "b h n d -> b n (h d)")
+        x = attention.to_out(out) + x
+        x = block.attn2(block.norm2(x), context=context) + x
+        return block.ff(block.norm3(x)) + x
+    return _forward
+
+
+@pytest.mark.parametrize("method", ["sag", "pag", "seg"])
+def test_a_patch_that_bypasses_the_attentions_forward_leaves_the_step_unguided_and_counted(method, monkeypatch):
+    block = shared.sd_model.model.diffusion_model.middle_block[1].transformer_blocks[0]
+    monkeypatch.setattr(block, "_forward", projections_only(block))  # Forge's built-in SAG replaces attn1 so
+    generation, on = forge_step(METHODS[method], 2, 5.0)
+    _, off = forge_step(None, 2, 5.0)
+    assert torch.equal(on, off)
+    assert generation.run.guided_steps == 0
+    assert generation.run.skipped_steps + generation.run.failed_steps == 1
+    if generation.run.failed_steps:
+        assert "did not run its own forward" in generation.run.first_failure

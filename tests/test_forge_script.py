@@ -127,4 +127,5 @@ def test_ticked_beside_forges_built_in_sag_a_line_names_both(forge_host, capsys)
     run(forge_host, job, {"enabled": True})
     lines = [line for line in capsys.readouterr().err.splitlines() if "built-in" in line]
     assert lines == ["[Self-Attention Guidance] ticked together with Forge's built-in 'SelfAttentionGuidance "
-                     "Integrated (SD 1.x, SD 2.x, SDXL)': both guide this job (the built-in first); tick one of them."]
+                     "Integrated (SD 1.x, SD 2.x, SDXL)': it hides the middle block's self-attention, so ours leaves "
+                     "its steps on layer 'middle' unguided (counted in the infotext); tick one of them."]

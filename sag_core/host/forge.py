@@ -67,16 +67,21 @@ class Forge:
 def built_in_guidance_warnings(p: Any, fork: str) -> list[str]:
     """A line for each of the host's own SAG / PAG scripts ticked in this job (their first argument is the switch).
 
-    Ticked beside ours, both guide: the built-in's post-CFG function comes first (its script runs first).
+    Both add their terms. The built-in SAG replaces the middle block's self-attention for every U-Net call
+    (attn1_replace), so our methods cannot see or perturb that layer: there their steps are left unguided
+    and counted (PerturbedLayer.check_ran, the saliency recorder). The built-in PAG replaces it only in its
+    own extra call.
     """
     runner = getattr(p, "scripts", None)
     args = list(getattr(p, "script_args", None) or ())
     lines = []
     for script in getattr(runner, "alwayson_scripts", ()):
         title = script.title() if callable(getattr(script, "title", None)) else ""
-        if title.startswith(BUILT_IN_GUIDANCE) and script.args_from < len(args) and args[script.args_from] is True:
-            lines.append(f"ticked together with {fork}'s built-in '{title}': both guide this job (the built-in "
-                         "first); tick one of them")
+        if not (title.startswith(BUILT_IN_GUIDANCE) and script.args_from < len(args) and args[script.args_from] is True):
+            continue
+        effect = ("it hides the middle block's self-attention, so ours leaves its steps on layer 'middle' unguided "
+                  "(counted in the infotext)" if title.startswith(BUILT_IN_GUIDANCE[0]) else "both add their terms")
+        lines.append(f"ticked together with {fork}'s built-in '{title}': {effect}; tick one of them")
     return lines
 
 
